@@ -1,0 +1,6 @@
+"""weightspace: permutation equivariant neural functional networks."""
+
+from weightspace.space import NetworkSpec, WeightSpaceFeatures, collate
+
+__version__ = "0.1.0"
+__all__ = ["NetworkSpec", "WeightSpaceFeatures", "__version__", "collate"]
