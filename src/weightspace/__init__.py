@@ -1,6 +1,15 @@
-"""weightspace: permutation equivariant neural functional networks."""
+"""weightspace: permutation equivariant neural functional networks (NFNs)."""
 
+from weightspace import nn, symmetry, testing
 from weightspace.space import NetworkSpec, WeightSpaceFeatures, collate
 
 __version__ = "0.1.0"
-__all__ = ["NetworkSpec", "WeightSpaceFeatures", "__version__", "collate"]
+__all__ = [
+    "NetworkSpec",
+    "WeightSpaceFeatures",
+    "__version__",
+    "collate",
+    "nn",
+    "symmetry",
+    "testing",
+]

@@ -93,7 +93,12 @@ class _EquivariantLinear(nn.Module):
             in_off = out_off = 0
             for t in ts:
                 u = tensors[t].fixed
-                self._offsets[(s, t)] = (in_off, in_off + in_channels * u, out_off, out_off + out_channels * u)
+                self._offsets[(s, t)] = (
+                    in_off,
+                    in_off + in_channels * u,
+                    out_off,
+                    out_off + out_channels * u,
+                )
                 in_off += in_channels * u
                 out_off += out_channels * u
                 self._sets_of[t].append(s)
@@ -133,15 +138,17 @@ class _EquivariantLinear(nn.Module):
         for t, (lay, value) in enumerate(zip(tensors, x.tensors)):
             xc = lay.to_canonical(value)
             layers = lay.permuted_layers
+            # Sums, then a rescale of the small result: the backward of a sum is a broadcast
+            # view, where the backward of a mean would write a full-size tensor.
             if len(layers) == 2:
-                rows = xc.mean(3)
+                rows = xc.sum(3)
                 pooled[(layers, t)] = xc
-                pooled[((layers[0],), t)] = rows
-                pooled[((layers[1],), t)] = xc.mean(2)
-                pooled[((), t)] = rows.mean(2)
+                pooled[((layers[0],), t)] = rows / xc.shape[3]
+                pooled[((layers[1],), t)] = xc.sum(2) / xc.shape[2]
+                pooled[((), t)] = rows.sum(2) / (xc.shape[2] * xc.shape[3])
             elif len(layers) == 1:
                 pooled[(layers, t)] = xc
-                pooled[((), t)] = xc.mean(2)
+                pooled[((), t)] = xc.sum(2) / xc.shape[2]
             else:
                 pooled[((), t)] = xc
         # One matrix product per index set.
@@ -150,7 +157,9 @@ class _EquivariantLinear(nn.Module):
             w = self.weights[_key(s, self.spec)]
             parts = [pooled[(s, t)].flatten(2 if s else 1) for t in ts]
             q = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
-            results[s] = torch.addmm(self.bias, q, w.t()) if not s else torch.matmul(w, q)
+            results[s] = (
+                torch.addmm(self.bias, q, w.t()) if not s else torch.bmm(w.expand(B, -1, -1), q)
+            )
         # Sum the terms of each output, broadcasting over the axes a term is constant along.
         outputs = []
         for t, lay in enumerate(tensors):
@@ -178,14 +187,15 @@ def _sum_broadcast(terms: list[Tensor]) -> Tensor:
     """Sum terms whose first is full-shaped and the rest broadcast, in few full-size passes.
 
     The global term (all trailing axes 1) is folded into a small term first, so a weight under NP
-    costs two full-size passes (``full + (rows + global)``, then ``+= columns``) instead of three.
+    costs two full-size passes instead of three. (Adding in place into the matrix product's own
+    output would be a view of it, which autograd handles with slow copies.)
     """
     full, rest = terms[0], terms[1:]
     if not rest:
         return full
     if len(rest) > 1 and all(s == 1 for s in rest[-1].shape[2:]):
         rest = [rest[0] + rest[-1], *rest[1:-1]]
-    out = full + rest[0]  # a fresh tensor: safe to accumulate into in place
+    out = full + rest[0]  # a fresh tensor, not a view: safe to accumulate into in place
     for term in rest[1:]:
         out.add_(term)
     return out
@@ -215,7 +225,11 @@ class NPLinear(_EquivariantLinear):
     """
 
     def __init__(
-        self, spec: NetworkSpec, in_channels: int, out_channels: int, init_gain: float = math.sqrt(2.0)
+        self,
+        spec: NetworkSpec,
+        in_channels: int,
+        out_channels: int,
+        init_gain: float = math.sqrt(2.0),
     ) -> None:
         super().__init__(spec, in_channels, out_channels, "np", init_gain)
 
@@ -244,7 +258,11 @@ class HNPLinear(_EquivariantLinear):
     """
 
     def __init__(
-        self, spec: NetworkSpec, in_channels: int, out_channels: int, init_gain: float = math.sqrt(2.0)
+        self,
+        spec: NetworkSpec,
+        in_channels: int,
+        out_channels: int,
+        init_gain: float = math.sqrt(2.0),
     ) -> None:
         super().__init__(spec, in_channels, out_channels, "hnp", init_gain)
 
@@ -262,7 +280,11 @@ class PointwiseLinear(nn.Module):
     """
 
     def __init__(
-        self, spec: NetworkSpec, in_channels: int, out_channels: int, init_gain: float = math.sqrt(2.0)
+        self,
+        spec: NetworkSpec,
+        in_channels: int,
+        out_channels: int,
+        init_gain: float = math.sqrt(2.0),
     ) -> None:
         super().__init__()
         self.spec, self.in_channels, self.out_channels = spec, in_channels, out_channels
@@ -290,8 +312,16 @@ class PointwiseLinear(nn.Module):
         for lay, value, w, b in zip(self.layout.tensors, x.tensors, self.weights, self.biases):
             xc = lay.to_canonical(value)
             flat = xc.reshape(xc.shape[0], xc.shape[1], -1)
-            y = torch.baddbmm(b[None, :, None].expand(xc.shape[0], -1, flat.shape[2]), w.expand(xc.shape[0], -1, -1), flat)
-            outputs.append(lay.from_canonical(y.reshape(xc.shape[0], -1, *lay.permuted_shape), self.out_channels))
+            y = torch.baddbmm(
+                b[None, :, None].expand(xc.shape[0], -1, flat.shape[2]),
+                w.expand(xc.shape[0], -1, -1),
+                flat,
+            )
+            outputs.append(
+                lay.from_canonical(
+                    y.reshape(xc.shape[0], -1, *lay.permuted_shape), self.out_channels
+                )
+            )
         return WeightSpaceFeatures.from_tensors(outputs)
 
     def extra_repr(self) -> str:

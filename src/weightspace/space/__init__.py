@@ -4,4 +4,13 @@ from weightspace.space.features import WeightSpaceFeatures, collate
 from weightspace.space.layout import SpaceLayout, TensorLayout
 from weightspace.space.spec import MODES, Mode, NetworkSpec, TensorSpec
 
-__all__ = ["MODES", "Mode", "NetworkSpec", "SpaceLayout", "TensorLayout", "TensorSpec", "WeightSpaceFeatures", "collate"]
+__all__ = [
+    "MODES",
+    "Mode",
+    "NetworkSpec",
+    "SpaceLayout",
+    "TensorLayout",
+    "TensorSpec",
+    "WeightSpaceFeatures",
+    "collate",
+]

@@ -84,10 +84,14 @@ class WeightSpaceFeatures:
         return self.weights + self.biases
 
     @classmethod
-    def from_tensors(cls, tensors: Sequence[Tensor], spec: NetworkSpec | None = None) -> WeightSpaceFeatures:
+    def from_tensors(
+        cls, tensors: Sequence[Tensor], spec: NetworkSpec | None = None
+    ) -> WeightSpaceFeatures:
         """Inverse of :attr:`tensors`: the first half are weights, the second half biases."""
         if len(tensors) % 2:
-            raise ValueError(f"WeightSpaceFeatures.from_tensors needs 2L tensors, got {len(tensors)}")
+            raise ValueError(
+                f"WeightSpaceFeatures.from_tensors needs 2L tensors, got {len(tensors)}"
+            )
         half = len(tensors) // 2
         return cls(tensors[:half], tensors[half:], spec)
 
@@ -137,11 +141,17 @@ class WeightSpaceFeatures:
     def detach(self) -> WeightSpaceFeatures:
         return self.map(Tensor.detach)
 
-    def _zip(self, other: WeightSpaceFeatures | float | Tensor, op: Callable[[Tensor, Any], Tensor]):
+    def _zip(
+        self, other: WeightSpaceFeatures | float | Tensor, op: Callable[[Tensor, Any], Tensor]
+    ):
         if isinstance(other, WeightSpaceFeatures):
             if other.spec != self.spec:
-                raise ValueError(f"cannot combine features on {self.spec} with features on {other.spec}")
-            return WeightSpaceFeatures.from_tensors([op(a, b) for a, b in zip(self.tensors, other.tensors)])
+                raise ValueError(
+                    f"cannot combine features on {self.spec} with features on {other.spec}"
+                )
+            return WeightSpaceFeatures.from_tensors(
+                [op(a, b) for a, b in zip(self.tensors, other.tensors)]
+            )
         return self.map(lambda t: op(t, other))
 
     def __add__(self, other: WeightSpaceFeatures | float | Tensor) -> WeightSpaceFeatures:
@@ -196,8 +206,14 @@ class WeightSpaceFeatures:
                 b = layer.bias.detach() if layer.bias is not None else w.new_zeros(w.shape[0])
                 layers.append((w, b))
             per_layer.append(layers)
-        weights = [torch.stack([net[i][0] for net in per_layer]).unsqueeze(1) for i in range(spec.num_layers)]
-        biases = [torch.stack([net[i][1] for net in per_layer]).unsqueeze(1) for i in range(spec.num_layers)]
+        weights = [
+            torch.stack([net[i][0] for net in per_layer]).unsqueeze(1)
+            for i in range(spec.num_layers)
+        ]
+        biases = [
+            torch.stack([net[i][1] for net in per_layer]).unsqueeze(1)
+            for i in range(spec.num_layers)
+        ]
         return cls(weights, biases, spec)
 
     @classmethod
@@ -234,14 +250,24 @@ class WeightSpaceFeatures:
         if isinstance(template, nn.Module):
             spec = NetworkSpec.from_module(template)
             if spec != self.spec:
-                raise ValueError(f"template module has weight space {spec}, features have {self.spec}")
-            return [f"{name}.{kind}" for name, _ in weight_layers(template) for kind in ("weight", "bias")]
+                raise ValueError(
+                    f"template module has weight space {spec}, features have {self.spec}"
+                )
+            return [
+                f"{name}.{kind}"
+                for name, _ in weight_layers(template)
+                for kind in ("weight", "bias")
+            ]
         keys = list(template)
         if len(keys) != 2 * L:
-            raise ValueError(f"state dict keys: expected {2 * L} names (weight, bias per layer), got {len(keys)}")
+            raise ValueError(
+                f"state dict keys: expected {2 * L} names (weight, bias per layer), got {len(keys)}"
+            )
         return keys
 
-    def to_state_dicts(self, template: nn.Module | Sequence[str] | None = None) -> list[dict[str, Tensor]]:
+    def to_state_dicts(
+        self, template: nn.Module | Sequence[str] | None = None
+    ) -> list[dict[str, Tensor]]:
         """One state dict per network (C must be 1), keyed as in ``template``.
 
         ``template`` is a module of this architecture (its own key names are used), a list of 2L
@@ -266,7 +292,9 @@ class WeightSpaceFeatures:
             raise ValueError(f"load_into needs 1-channel features, these have {self.channels}")
         spec = NetworkSpec.from_module(module)
         if spec != self.spec:
-            raise ValueError(f"load_into: module has weight space {spec}, features have {self.spec}")
+            raise ValueError(
+                f"load_into: module has weight space {spec}, features have {self.spec}"
+            )
         for (name, layer), (w, b) in zip(weight_layers(module), self):
             layer.weight.copy_(w[index, 0])
             if layer.bias is not None:
@@ -310,7 +338,9 @@ def collate(batch: Sequence[Any]) -> Any:
 
 
 # ------------------------------------------------------------------ helpers
-def check_perms(spec: NetworkSpec, perms: Perms, batch_size: int | None = None) -> list[Tensor | None]:
+def check_perms(
+    spec: NetworkSpec, perms: Perms, batch_size: int | None = None
+) -> list[Tensor | None]:
     """Validate a group element: L + 1 permutations, entry i of size n_i (or None)."""
     perms = list(perms)
     if len(perms) != spec.num_layers + 1:
@@ -321,9 +351,15 @@ def check_perms(spec: NetworkSpec, perms: Perms, batch_size: int | None = None) 
         if p is None:
             continue
         if not isinstance(p, Tensor) or p.dtype != torch.long:
-            raise TypeError(f"permutation of layer {i}: expected a LongTensor or None, got {type(p).__name__}")
+            raise TypeError(
+                f"permutation of layer {i}: expected a LongTensor or None, got {type(p).__name__}"
+            )
         n = spec.widths[i]
-        if p.ndim not in (1, 2) or p.shape[-1] != n or (p.ndim == 2 and batch_size not in (None, p.shape[0])):
+        if (
+            p.ndim not in (1, 2)
+            or p.shape[-1] != n
+            or (p.ndim == 2 and batch_size not in (None, p.shape[0]))
+        ):
             raise ValueError(
                 f"permutation of layer {i}: expected shape ({n},) or (B={batch_size}, {n}), "
                 f"got {tuple(p.shape)}"
@@ -352,7 +388,12 @@ def _parse_state_dict(sd: Mapping[str, Tensor], where: str) -> list[tuple[Tensor
             raise TypeError(f"{where}[{key!r}]: expected a tensor, got {type(value).__name__}")
         if value.ndim >= 2:
             layers.append([value])
-        elif value.ndim == 1 and layers and len(layers[-1]) == 1 and value.shape[0] == layers[-1][0].shape[0]:
+        elif (
+            value.ndim == 1
+            and layers
+            and len(layers[-1]) == 1
+            and value.shape[0] == layers[-1][0].shape[0]
+        ):
             layers[-1].append(value)
         else:
             expected = f"a bias of length {layers[-1][0].shape[0]}" if layers else "a weight"
@@ -370,7 +411,9 @@ def _parse_state_dict(sd: Mapping[str, Tensor], where: str) -> list[tuple[Tensor
     return out
 
 
-def _validate(weights: tuple[Tensor, ...], biases: tuple[Tensor, ...], spec: NetworkSpec | None) -> None:
+def _validate(
+    weights: tuple[Tensor, ...], biases: tuple[Tensor, ...], spec: NetworkSpec | None
+) -> None:
     where = "WeightSpaceFeatures"
     if len(weights) == 0 or len(weights) != len(biases):
         raise ValueError(
@@ -414,4 +457,6 @@ def _validate(weights: tuple[Tensor, ...], biases: tuple[Tensor, ...], spec: Net
             raise ValueError(f"{where}: b{i} has shape {_shape(b)}, expected ({B}, {C}, {n})")
         prev = n
     if spec is not None and weights[0].shape[3] != spec.widths[0]:
-        raise ValueError(f"{where}: W1 has {weights[0].shape[3]} inputs, {spec} expects {spec.widths[0]}")
+        raise ValueError(
+            f"{where}: W1 has {weights[0].shape[3]} inputs, {spec} expects {spec.widths[0]}"
+        )

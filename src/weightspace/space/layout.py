@@ -38,7 +38,10 @@ class TensorLayout:
 
     def from_canonical(self, y: Tensor, channels: int) -> Tensor:
         """Inverse of :meth:`to_canonical` for ``channels`` channels."""
-        fixed_shape = [self.tensor.shape[a - 2] for a in self.order[2 : len(self.order) - len(self.permuted_shape)]]
+        fixed_shape = [
+            self.tensor.shape[a - 2]
+            for a in self.order[2 : len(self.order) - len(self.permuted_shape)]
+        ]
         y = y.reshape(y.shape[0], channels, *fixed_shape, *self.permuted_shape)
         if self.is_identity:
             return y

@@ -22,7 +22,9 @@ _CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 def check_mode(mode: str) -> Mode:
     """Return ``mode`` if it names a symmetry group, else raise a ``ValueError``."""
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES} (neuron / hidden-neuron permutation), got {mode!r}")
+        raise ValueError(
+            f"mode must be one of {MODES} (neuron / hidden-neuron permutation), got {mode!r}"
+        )
     return mode  # type: ignore[return-value]
 
 
@@ -171,7 +173,11 @@ class NetworkSpec:
         this is their product.
         """
         permuted = set(self.permuted_layers(mode))
-        fixed = [s for layer, s in zip(tensor.neuron_layers, tensor.neuron_shape) if layer not in permuted]
+        fixed = [
+            s
+            for layer, s in zip(tensor.neuron_layers, tensor.neuron_shape)
+            if layer not in permuted
+        ]
         return math.prod(fixed) * tensor.kernel_size
 
     def pool_size(self, mode: Mode, channels: int = 1) -> int:
@@ -213,7 +219,11 @@ class NetworkSpec:
                         f"NetworkSpec.from_module: conv layer {name!r} ({layer}) follows a dense "
                         "layer; convolutions must come first"
                     )
-                n_in, n_out, kernel = layer.in_channels, layer.out_channels, tuple(layer.kernel_size)
+                n_in, n_out, kernel = (
+                    layer.in_channels,
+                    layer.out_channels,
+                    tuple(layer.kernel_size),
+                )
             if widths and widths[-1] != n_in:
                 raise ValueError(
                     f"NetworkSpec.from_module: layer {name!r} ({layer}) expects {n_in} inputs but "

@@ -83,7 +83,9 @@ def compose(first: Sequence[Tensor | None], second: Sequence[Tensor | None]) -> 
     return out
 
 
-def permute_features(features: WeightSpaceFeatures, perms: Sequence[Tensor | None]) -> WeightSpaceFeatures:
+def permute_features(
+    features: WeightSpaceFeatures, perms: Sequence[Tensor | None]
+) -> WeightSpaceFeatures:
     """Apply a group element to features (same as ``features.permute(perms)``)."""
     return features.permute(perms)
 
