@@ -1,0 +1,100 @@
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from weightspace import NetworkSpec
+from weightspace.nn import Activation, HNPLinear, NPLinear, PointwiseLinear
+from weightspace.testing import (
+    EquivarianceError,
+    assert_equivariant,
+    equivariance_errors,
+    random_features,
+)
+from weightspace.testing.strategies import network_specs
+
+LAYERS = {"np": NPLinear, "hnp": HNPLinear}
+
+
+def _randomise(layer: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Non-zero random values everywhere (the default bias is zero, which would hide bias bugs)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen))
+    return layer
+
+
+@given(spec=network_specs(), c_in=st.integers(1, 4), c_out=st.integers(1, 4), mode=st.sampled_from(["np", "hnp"]))
+def test_nf_layers_are_equivariant(spec, c_in, c_out, mode):
+    layer = _randomise(LAYERS[mode](spec, c_in, c_out), seed=c_in * 10 + c_out)
+    errors = assert_equivariant(layer, spec, mode, in_channels=c_in, rtol=1e-9, trials=2)
+    assert set(errors) == {t.name for t in spec.tensors}
+
+
+@given(spec=network_specs(), c_in=st.integers(1, 4), c_out=st.integers(1, 4))
+def test_pointwise_layer_is_equivariant(spec, c_in, c_out):
+    layer = _randomise(PointwiseLinear(spec, c_in, c_out), seed=c_in + c_out)
+    assert_equivariant(layer, spec, "np", in_channels=c_in, rtol=1e-9, trials=2)
+
+
+@pytest.mark.parametrize(
+    "spec", [NetworkSpec((3, 4, 5, 2)), NetworkSpec((3, 2)), NetworkSpec((2, 3, 4, 2), ((3, 3), (2, 2), ()))]
+)
+def test_hnp_layer_is_not_equivariant_to_permuting_inputs_or_outputs(spec):
+    layer = _randomise(HNPLinear(spec, 2, 2), seed=0)
+    # Permute only the input neurons, then only the output neurons: both must break.
+    for layer_index in (0, spec.num_layers):
+        g = [None] * (spec.num_layers + 1)
+        n = spec.widths[layer_index]
+        g[layer_index] = torch.roll(torch.arange(n), 1)
+        errors = equivariance_errors(layer, spec, "np", in_channels=2, perms=g)
+        assert max(errors.values()) > 1e-3, (layer_index, errors)
+    with pytest.raises(EquivarianceError, match="not NP-equivariant"):
+        assert_equivariant(layer, spec, "np", in_channels=2)
+
+
+def test_layer_output_shapes_and_repr():
+    spec = NetworkSpec((1, 16, 16, 16, 10), ((3, 3),) * 3 + ((),))
+    x = random_features(spec, 4, 3, dtype=torch.float32)
+    for cls in (NPLinear, HNPLinear, PointwiseLinear):
+        y = cls(spec, 3, 7)(x)
+        assert y.spec == spec and y.channels == 7 and y.batch_size == 4
+        text = repr(cls(spec, 3, 7))
+        assert "in_channels=3" in text and "out_channels=7" in text
+
+
+def test_layers_reject_wrong_features():
+    spec = NetworkSpec((3, 4, 2))
+    layer = NPLinear(spec, 2, 2)
+    with pytest.raises(ValueError, match="expected 2 input channels, got 1"):
+        layer(random_features(spec, 1, 1, dtype=torch.float32))
+    with pytest.raises(ValueError, match="built for NetworkSpec"):
+        layer(random_features(NetworkSpec((3, 5, 2)), 1, 2, dtype=torch.float32))
+    with pytest.raises(TypeError, match="expected WeightSpaceFeatures"):
+        layer(torch.zeros(3))
+    with pytest.raises(ValueError, match="channels must be positive"):
+        HNPLinear(spec, 0, 2)
+
+
+@pytest.mark.parametrize("cls", [NPLinear, HNPLinear])
+@pytest.mark.parametrize(
+    "spec",
+    [NetworkSpec((2, 32, 32, 1)), NetworkSpec((64, 16, 16, 10)), NetworkSpec((1, 16, 16, 16, 10), ((3, 3),) * 3 + ((),))],
+)
+def test_init_keeps_activation_scale_through_8_layers(cls, spec):
+    torch.manual_seed(0)
+    x = random_features(spec, 8, 16, dtype=torch.float32)
+    stack = torch.nn.Sequential(*[m for _ in range(8) for m in (cls(spec, 16, 16), Activation("relu"))][:-1])
+    with torch.no_grad():
+        y = stack(x)
+    ratio = y.flatten().std().item() / x.flatten().std().item()
+    assert 0.25 < ratio < 4.0, ratio
+
+
+def test_gradients_reach_every_parameter():
+    spec = NetworkSpec((2, 3, 4, 2), ((3,), (3,), ()))
+    layer = HNPLinear(spec, 2, 3)
+    layer(random_features(spec, 2, 2, dtype=torch.float32)).flatten().square().sum().backward()
+    for name, p in layer.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
