@@ -152,25 +152,27 @@ class _EquivariantLinear(nn.Module):
             else:
                 pooled[((), t)] = xc
         # One matrix product per index set.
-        results: dict[IndexSet, Tensor] = {}
+        # Outputs are split (not sliced) per tensor: the backward of a split is one concatenation,
+        # where each slice's backward would write a zero-filled copy of the whole block.
+        results: dict[tuple[IndexSet, int], Tensor] = {}
         for s, ts in self._members.items():
             w = self.weights[_key(s, self.spec)]
             parts = [pooled[(s, t)].flatten(2 if s else 1) for t in ts]
             q = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
-            results[s] = (
-                torch.addmm(self.bias, q, w.t()) if not s else torch.bmm(w.expand(B, -1, -1), q)
-            )
+            y = torch.addmm(self.bias, q, w.t()) if not s else torch.bmm(w.expand(B, -1, -1), q)
+            sizes = [self._offsets[(s, t)][3] - self._offsets[(s, t)][2] for t in ts]
+            chunks = (y,) if len(ts) == 1 else y.split(sizes, dim=1)
+            results.update(((s, t), chunk) for t, chunk in zip(ts, chunks))
         # Sum the terms of each output, broadcasting over the axes a term is constant along.
         outputs = []
         for t, lay in enumerate(tensors):
             terms = []
             for s in self._sets_of[t]:  # largest index set first: the full-shaped term
-                _, _, o0, o1 = self._offsets[(s, t)]
-                view = [B, o1 - o0] + [
+                view = [B, -1] + [
                     size if layer in s else 1
                     for layer, size in zip(lay.permuted_layers, lay.permuted_shape)
                 ]
-                terms.append(results[s][:, o0:o1].reshape(view))
+                terms.append(results[(s, t)].reshape(view))
             outputs.append(lay.from_canonical(_sum_broadcast(terms), self.out_channels))
         return WeightSpaceFeatures.from_tensors(outputs)
 
