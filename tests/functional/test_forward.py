@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import pytest
@@ -14,6 +15,15 @@ from weightspace.functional import forward
 
 B = 3
 ATOL = 1e-10
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one intra-op thread is faster, and immune to a busy machine's contention."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 class Sine(nn.Module):
@@ -29,7 +39,7 @@ class Sine(nn.Module):
 
 def mlp(widths: tuple[int, ...], act: Callable[[], nn.Module], bias: bool = True) -> nn.Sequential:
     layers: list[nn.Module] = []
-    for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(widths)):
         if i:
             layers.append(act())
         layers.append(nn.Linear(n_in, n_out, bias=bias))
@@ -56,17 +66,20 @@ def cnn(dim: int, stride: int | tuple[int, ...] = 2, padding: int | tuple[int, .
     )
 
 
-def stacked(make: Callable[[], nn.Module], n: int = B) -> tuple[list[nn.Module], WeightSpaceFeatures]:
+def stacked(
+    make: Callable[[], nn.Module], n: int = B
+) -> tuple[list[nn.Module], WeightSpaceFeatures]:
     modules = [make().double() for _ in range(n)]
     return modules, WeightSpaceFeatures.from_modules(modules)
 
 
-def reference(modules: list[nn.Module], x: Tensor) -> Tensor:
+def reference(modules: list[nn.Module], x: Tensor, shared: bool = True) -> Tensor:
     """Each module's own forward: on the shared x, or on its own slice of a per-network x."""
     with torch.no_grad():
-        if x.shape[0] == len(modules) and x.ndim in (3, 4, 5, 6):
-            return torch.stack([m(xi) for m, xi in zip(modules, x)])
-        return torch.stack([m(x) for m in modules])
+        if shared:
+            return torch.stack([m(x) for m in modules])
+        assert x.shape[0] == len(modules)
+        return torch.stack([m(xi) for m, xi in zip(modules, x)])
 
 
 def assert_close(actual: Tensor, expected: Tensor, atol: float = ATOL) -> None:
@@ -89,7 +102,9 @@ ACTIVATIONS = [
 
 @pytest.mark.parametrize("shared", [True, False], ids=["shared", "per_network"])
 @pytest.mark.parametrize(
-    ("activation", "module"), ACTIVATIONS, ids=[a if isinstance(a, str) else "sine30" for a, _ in ACTIVATIONS]
+    ("activation", "module"),
+    ACTIVATIONS,
+    ids=[a if isinstance(a, str) else "sine30" for a, _ in ACTIVATIONS],
 )
 def test_mlp_matches_modules(activation, module, shared: bool) -> None:
     torch.manual_seed(0)
@@ -97,14 +112,16 @@ def test_mlp_matches_modules(activation, module, shared: bool) -> None:
     x = torch.randn(5, 3, dtype=torch.float64) if shared else torch.randn(B, 5, 3).double()
     out = forward(features, x, activation)
     assert out.shape == (B, 5, 2)
-    assert_close(out, reference(modules, x))
+    assert_close(out, reference(modules, x, shared))
 
 
 def test_mlp_architecture_from_brief() -> None:
     """nn.Sequential(Linear, ReLU, Linear, ReLU, Linear), explicitly."""
     torch.manual_seed(1)
     modules, features = stacked(
-        lambda: nn.Sequential(nn.Linear(4, 7), nn.ReLU(), nn.Linear(7, 5), nn.ReLU(), nn.Linear(5, 3))
+        lambda: nn.Sequential(
+            nn.Linear(4, 7), nn.ReLU(), nn.Linear(7, 5), nn.ReLU(), nn.Linear(5, 3)
+        )
     )
     x = torch.randn(11, 4, dtype=torch.float64)
     assert_close(forward(features, x), reference(modules, x))
@@ -138,12 +155,11 @@ def test_cnn_matches_modules(dim: int, shared: bool) -> None:
     torch.manual_seed(10 + dim)
     modules, features = stacked(lambda: cnn(dim))
     assert features.spec.kernel_shapes[:2] == ((3,) * dim,) * 2
-    shape = (7 if shared else (B, 7)), 2, *_SPATIAL[dim]
     shape = (7, 2, *_SPATIAL[dim]) if shared else (B, 7, 2, *_SPATIAL[dim])
     x = torch.randn(shape, dtype=torch.float64)
     out = forward(features, x, "relu", stride=2, padding=1)
     assert out.shape == (B, 7, 3)
-    assert_close(out, reference(modules, x))
+    assert_close(out, reference(modules, x, shared))
 
 
 def test_cnn_tuple_stride_padding_and_rectangular_kernels() -> None:
@@ -162,9 +178,11 @@ def test_cnn_tuple_stride_padding_and_rectangular_kernels() -> None:
     x = torch.randn(B, 4, 1, 9, 6, dtype=torch.float64)
     out = forward(features, x, "tanh", stride=(2, 1), padding=(1, 0))
     assert out.shape == (B, 4, 2)
-    assert_close(out, reference(modules, x))
+    assert_close(out, reference(modules, x, shared=False))
     # An all-conv network: the final activation comes before the pooling.
-    out = forward(features, x[0], torch.tanh, final_activation="relu", stride=(2, 1), padding=(1, 0))
+    out = forward(
+        features, x[0], torch.tanh, final_activation="relu", stride=(2, 1), padding=(1, 0)
+    )
     conv_out = [nn.Sequential(*list(m)[:3])(x[0]).relu().mean(dim=(2, 3)) for m in modules]
     assert_close(out, torch.stack(conv_out).detach())
 
@@ -173,8 +191,12 @@ def test_cnn_tuple_stride_padding_and_rectangular_kernels() -> None:
 def test_gradcheck_weights_and_inputs_mlp() -> None:
     torch.manual_seed(30)
     spec = NetworkSpec((2, 3, 2))
-    tensors = [torch.randn(2, 1, *s, dtype=torch.float64, requires_grad=True) for s in spec.weight_shapes]
-    tensors += [torch.randn(2, 1, *s, dtype=torch.float64, requires_grad=True) for s in spec.bias_shapes]
+    tensors = [
+        torch.randn(2, 1, *s, dtype=torch.float64, requires_grad=True) for s in spec.weight_shapes
+    ]
+    tensors += [
+        torch.randn(2, 1, *s, dtype=torch.float64, requires_grad=True) for s in spec.bias_shapes
+    ]
     x = torch.randn(2, 4, 2, dtype=torch.float64, requires_grad=True)
     shared = torch.randn(4, 2, dtype=torch.float64, requires_grad=True)
 
@@ -188,8 +210,12 @@ def test_gradcheck_weights_and_inputs_mlp() -> None:
 def test_gradcheck_weights_and_inputs_cnn() -> None:
     torch.manual_seed(31)
     spec = NetworkSpec((2, 3, 2), ((3,), ()))
-    tensors = [torch.randn(2, 1, *s, dtype=torch.float64, requires_grad=True) for s in spec.weight_shapes]
-    tensors += [torch.randn(2, 1, *s, dtype=torch.float64, requires_grad=True) for s in spec.bias_shapes]
+    tensors = [
+        torch.randn(2, 1, *s, dtype=torch.float64, requires_grad=True) for s in spec.weight_shapes
+    ]
+    tensors += [
+        torch.randn(2, 1, *s, dtype=torch.float64, requires_grad=True) for s in spec.bias_shapes
+    ]
     x = torch.randn(3, 2, 6, dtype=torch.float64, requires_grad=True)
 
     def fn(xx: Tensor, *ts: Tensor) -> Tensor:
@@ -267,7 +293,8 @@ def test_input_permutation_changes_trained_mlp(trained_mlp, digits) -> None:
         expected, actual = trained_mlp(x), permuted(x)
         assert (actual - expected).abs().max() > 0.1
         # ...but it is one once the inputs are permuted the same way.
-        torch.testing.assert_close(permuted(x[:, perms[0]]), expected, atol=1e-5, rtol=0)
+        # Summing the inputs in another order: float32 rounding relative to logits of ~10.
+        torch.testing.assert_close(permuted(x[:, perms[0]]), expected, atol=1e-5, rtol=1e-6)
 
 
 def test_np_element_relabels_inputs_and_outputs(trained_mlp, digits) -> None:
@@ -278,7 +305,8 @@ def test_np_element_relabels_inputs_and_outputs(trained_mlp, digits) -> None:
     with torch.no_grad():
         expected = trained_mlp(x)[:, perms[-1]]
         assert (permuted(x) - expected).abs().max() > 0.1
-        torch.testing.assert_close(permuted(x[:, perms[0]]), expected, atol=1e-5, rtol=0)
+        # Summing the inputs in another order: float32 rounding relative to logits of ~10.
+        torch.testing.assert_close(permuted(x[:, perms[0]]), expected, atol=1e-5, rtol=1e-6)
 
 
 def test_hnp_permuted_cnn_same_outputs() -> None:
@@ -291,7 +319,9 @@ def test_hnp_permuted_cnn_same_outputs() -> None:
     with torch.no_grad():
         expected = model(x)
         torch.testing.assert_close(permuted(x), expected, atol=1e-5, rtol=0)
-        out = forward(WeightSpaceFeatures.from_modules([model]).permute(perms), x, stride=2, padding=1)
+        out = forward(
+            WeightSpaceFeatures.from_modules([model]).permute(perms), x, stride=2, padding=1
+        )
         torch.testing.assert_close(out[0], expected, atol=1e-5, rtol=0)
         # Control: swapping the two input channels changes the function.
         control = symmetry.identity(spec)
@@ -302,7 +332,7 @@ def test_hnp_permuted_cnn_same_outputs() -> None:
 # ------------------------------------------------------------------ errors
 def test_error_more_than_one_channel() -> None:
     _, features = stacked(lambda: mlp((3, 4, 2), nn.ReLU))
-    with pytest.raises(ValueError, match="must have 1 channel.*got 2 channels"):
+    with pytest.raises(ValueError, match=r"must have 1 channel.*got 2 channels"):
         forward(features.cat_channels(features), torch.randn(5, 3, dtype=torch.float64))
 
 
@@ -322,10 +352,16 @@ def test_error_wrong_input_channels(shared: bool) -> None:
         forward(features, x.double())
 
 
-@pytest.mark.parametrize("make", [lambda: mlp((3, 4, 2), nn.ReLU), lambda: cnn(1)], ids=["mlp", "cnn"])
+@pytest.mark.parametrize(
+    "make", [lambda: mlp((3, 4, 2), nn.ReLU), lambda: cnn(1)], ids=["mlp", "cnn"]
+)
 def test_error_batch_size_mismatch(make) -> None:
     _, features = stacked(make)
-    x = torch.randn(B + 1, 5, 3) if features.spec.kernel_shapes[0] == () else torch.randn(B + 1, 5, 2, 8)
+    x = (
+        torch.randn(B + 1, 5, 3)
+        if features.spec.kernel_shapes[0] == ()
+        else torch.randn(B + 1, 5, 2, 8)
+    )
     with pytest.raises(ValueError, match=rf"inputs for {B + 1} networks.*B={B}"):
         forward(features, x.double())
 
@@ -337,9 +373,9 @@ def test_error_batch_size_mismatch(make) -> None:
         (lambda: mlp((3, 4, 2), nn.ReLU), (1, B, 5, 3)),
         (lambda: cnn(2), (5, 2, 8)),
         (lambda: cnn(2), (1, B, 5, 2, 8, 8)),
-        (lambda: cnn(1), (5, 2, 8, 8)),
+        (lambda: cnn(1), (5, 2)),
     ],
-    ids=["mlp_1d", "mlp_4d", "cnn2d_3d", "cnn2d_6d", "cnn1d_4d"],
+    ids=["mlp_1d", "mlp_4d", "cnn2d_3d", "cnn2d_6d", "cnn1d_2d"],
 )
 def test_error_wrong_ndim(make, shape: tuple[int, ...]) -> None:
     _, features = stacked(make)
@@ -356,7 +392,7 @@ def test_error_bad_architecture_and_arguments() -> None:
     with pytest.raises(ValueError, match="same dimensionality"):
         forward(WeightSpaceFeatures(w, b), torch.randn(5, 3, 8))
     _, features = stacked(lambda: cnn(2))
-    with pytest.raises(ValueError, match="stride .* one entry per spatial axis"):
+    with pytest.raises(ValueError, match=r"stride .* one entry per spatial axis"):
         forward(features, torch.randn(5, 2, 8, 8).double(), stride=(2, 2, 2))
     with pytest.raises(ValueError, match="unknown activation"):
         forward(features, torch.randn(5, 2, 8, 8).double(), "swish")

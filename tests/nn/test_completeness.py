@@ -17,7 +17,9 @@ def burnside_counts(spec: NetworkSpec, mode: str) -> tuple[int, int]:
     """
     offsets, tensors = 0, []
     for t in spec.tensors:
-        tensors.append(torch.arange(offsets, offsets + t.numel, dtype=torch.float64).reshape(1, 1, *t.shape))
+        tensors.append(
+            torch.arange(offsets, offsets + t.numel, dtype=torch.float64).reshape(1, 1, *t.shape)
+        )
         offsets += t.numel
     coded = WeightSpaceFeatures.from_tensors(tensors)
     total = total_sq = count = 0
@@ -41,7 +43,10 @@ def realised_dims(spec: NetworkSpec, mode: str) -> tuple[int, int, int]:
             i += t.numel
         return WeightSpaceFeatures.from_tensors(parts)
 
-    basis, zero = features(torch.eye(n, dtype=torch.float64)), features(torch.zeros(1, n, dtype=torch.float64))
+    basis, zero = (
+        features(torch.eye(n, dtype=torch.float64)),
+        features(torch.zeros(1, n, dtype=torch.float64)),
+    )
     params = list(layer.parameters())
     linear, constant = [], []
     with torch.no_grad():

@@ -25,7 +25,12 @@ def _randomise(layer: torch.nn.Module, seed: int) -> torch.nn.Module:
     return layer
 
 
-@given(spec=network_specs(), c_in=st.integers(1, 4), c_out=st.integers(1, 4), mode=st.sampled_from(["np", "hnp"]))
+@given(
+    spec=network_specs(),
+    c_in=st.integers(1, 4),
+    c_out=st.integers(1, 4),
+    mode=st.sampled_from(["np", "hnp"]),
+)
 def test_nf_layers_are_equivariant(spec, c_in, c_out, mode):
     layer = _randomise(LAYERS[mode](spec, c_in, c_out), seed=c_in * 10 + c_out)
     errors = assert_equivariant(layer, spec, mode, in_channels=c_in, rtol=1e-9, trials=2)
@@ -39,7 +44,12 @@ def test_pointwise_layer_is_equivariant(spec, c_in, c_out):
 
 
 @pytest.mark.parametrize(
-    "spec", [NetworkSpec((3, 4, 5, 2)), NetworkSpec((3, 2)), NetworkSpec((2, 3, 4, 2), ((3, 3), (2, 2), ()))]
+    "spec",
+    [
+        NetworkSpec((3, 4, 5, 2)),
+        NetworkSpec((3, 2)),
+        NetworkSpec((2, 3, 4, 2), ((3, 3), (2, 2), ())),
+    ],
 )
 def test_hnp_layer_is_not_equivariant_to_permuting_inputs_or_outputs(spec):
     layer = _randomise(HNPLinear(spec, 2, 2), seed=0)
@@ -80,12 +90,18 @@ def test_layers_reject_wrong_features():
 @pytest.mark.parametrize("cls", [NPLinear, HNPLinear])
 @pytest.mark.parametrize(
     "spec",
-    [NetworkSpec((2, 32, 32, 1)), NetworkSpec((64, 16, 16, 10)), NetworkSpec((1, 16, 16, 16, 10), ((3, 3),) * 3 + ((),))],
+    [
+        NetworkSpec((2, 32, 32, 1)),
+        NetworkSpec((64, 16, 16, 10)),
+        NetworkSpec((1, 16, 16, 16, 10), ((3, 3),) * 3 + ((),)),
+    ],
 )
 def test_init_keeps_activation_scale_through_8_layers(cls, spec):
     torch.manual_seed(0)
     x = random_features(spec, 8, 16, dtype=torch.float32)
-    stack = torch.nn.Sequential(*[m for _ in range(8) for m in (cls(spec, 16, 16), Activation("relu"))][:-1])
+    stack = torch.nn.Sequential(
+        *[m for _ in range(8) for m in (cls(spec, 16, 16), Activation("relu"))][:-1]
+    )
     with torch.no_grad():
         y = stack(x)
     ratio = y.flatten().std().item() / x.flatten().std().item()

@@ -5,7 +5,12 @@ from hypothesis import strategies as st
 
 from weightspace import NetworkSpec
 from weightspace.nn import HNPPool, NPPool
-from weightspace.testing import assert_invariant, inconsistent_permutation, invariance_error, random_features
+from weightspace.testing import (
+    assert_invariant,
+    inconsistent_permutation,
+    invariance_error,
+    random_features,
+)
 from weightspace.testing.strategies import network_specs
 
 POOLS = {"np": NPPool, "hnp": HNPPool}
@@ -35,7 +40,9 @@ def test_hnp_pool_is_not_np_invariant_and_breaks_under_inconsistency():
     assert invariance_error(HNPPool(spec), spec, "np") > 1e-3
     # Pools alone ignore which rows go with which columns; the control acts on pool∘layer in the
     # model tests. Here: a pool is blind to it, as it must be for a mean.
-    err = invariance_error(NPPool(spec), spec, perturb=lambda x, g: inconsistent_permutation(x, 1, g))
+    err = invariance_error(
+        NPPool(spec), spec, perturb=lambda x, g: inconsistent_permutation(x, 1, g)
+    )
     assert err < 1e-12
 
 

@@ -25,13 +25,28 @@ def test_properties_and_spec_roundtrip():
 @pytest.mark.parametrize(
     ("mutate", "match"),
     [
-        (lambda w, b: (w[:1] + [w[1][..., :3]] + w[2:], b), r"W2 has shape \(2, 1, 5, 3\), expected \(2, 1, 5, 4\)"),
-        (lambda w, b: (w[:1] + [w[1][:, :, :3]] + w[2:], b), r"b2 has shape \(2, 1, 5\), expected \(2, 1, 3\)"),
-        (lambda w, b: (w, b[:2] + [b[2][..., :1]]), r"b3 has shape \(2, 1, 1\), expected \(2, 1, 2\)"),
+        (
+            lambda w, b: (w[:1] + [w[1][..., :3]] + w[2:], b),
+            r"W2 has shape \(2, 1, 5, 3\), expected \(2, 1, 5, 4\)",
+        ),
+        (
+            lambda w, b: (w[:1] + [w[1][:, :, :3]] + w[2:], b),
+            r"b2 has shape \(2, 1, 5\), expected \(2, 1, 3\)",
+        ),
+        (
+            lambda w, b: (w, b[:2] + [b[2][..., :1]]),
+            r"b3 has shape \(2, 1, 1\), expected \(2, 1, 2\)",
+        ),
         (lambda w, b: (w, [b[0][:1]] + b[1:]), r"b1 has batch and channels \(1, 1\)"),
-        (lambda w, b: ([w[0].float()] + w[1:], b), r"b1 is torch.float64 on cpu, but W1 is torch.float32"),
+        (
+            lambda w, b: ([w[0].float()] + w[1:], b),
+            r"b1 is torch.float64 on cpu, but W1 is torch.float32",
+        ),
         (lambda w, b: (w, b[:2]), "one weight and one bias per layer"),
-        (lambda w, b: ([w[0][0]] + w[1:], b), r"W1 has shape \(1, 4, 3\), expected .* at least 4 axes"),
+        (
+            lambda w, b: ([w[0][0]] + w[1:], b),
+            r"W1 has shape \(1, 4, 3\), expected .* at least 4 axes",
+        ),
         (lambda w, b: (w, b[:2] + [b[2].to("meta")]), "b3 is torch.float64 on meta"),
     ],
 )
@@ -46,7 +61,7 @@ def test_validation_against_a_spec():
     x = make()
     with pytest.raises(ValueError, match="W1 has shape"):
         WeightSpaceFeatures(x.weights, x.biases, NetworkSpec((4, 4, 5, 2)))
-    with pytest.raises(TypeError, match="W1 must be a torch.Tensor"):
+    with pytest.raises(TypeError, match=r"W1 must be a torch\.Tensor"):
         WeightSpaceFeatures([1.0], [torch.zeros(1, 1, 1)])
 
 
@@ -114,7 +129,12 @@ def test_indexing_cat_and_collate_with_dataloader():
 
 def test_from_state_dicts_rejects_mismatch_and_junk():
     sd = {"a": torch.randn(4, 3), "b": torch.randn(4), "c": torch.randn(2, 4), "d": torch.randn(2)}
-    other = {"a": torch.randn(5, 3), "b": torch.randn(5), "c": torch.randn(2, 5), "d": torch.randn(2)}
+    other = {
+        "a": torch.randn(5, 3),
+        "b": torch.randn(5),
+        "c": torch.randn(2, 5),
+        "d": torch.randn(2),
+    }
     with pytest.raises(ValueError, match=r"state_dicts\[1\] has weight shapes"):
         WeightSpaceFeatures.from_state_dicts([sd, other])
     with pytest.raises(ValueError, match=r"state_dicts\[0\]\['x'\]: shape \(\)"):

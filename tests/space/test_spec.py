@@ -44,7 +44,10 @@ def test_symmetry_sizes():
 
 def test_from_module_nested_sequential_with_parameter_free_modules():
     module = nn.Sequential(
-        nn.Linear(2, 32), Sine(), nn.Sequential(nn.Linear(32, 32), nn.Dropout(0.1), Sine()), nn.Linear(32, 1)
+        nn.Linear(2, 32),
+        Sine(),
+        nn.Sequential(nn.Linear(32, 32), nn.Dropout(0.1), Sine()),
+        nn.Linear(32, 1),
     )
     spec = NetworkSpec.from_module(module)
     assert spec == NetworkSpec((2, 32, 32, 1))
@@ -56,7 +59,13 @@ def test_from_module_cnn(dim):
     conv = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[dim]
     pool = {1: nn.AdaptiveAvgPool1d, 2: nn.AdaptiveAvgPool2d, 3: nn.AdaptiveAvgPool3d}[dim]
     module = nn.Sequential(
-        conv(3, 8, 3, stride=2), nn.ReLU(), conv(8, 4, 2), nn.ReLU(), pool(1), nn.Flatten(), nn.Linear(4, 5)
+        conv(3, 8, 3, stride=2),
+        nn.ReLU(),
+        conv(8, 4, 2),
+        nn.ReLU(),
+        pool(1),
+        nn.Flatten(),
+        nn.Linear(4, 5),
     )
     spec = NetworkSpec.from_module(module)
     assert spec.widths == (3, 8, 4, 5)
@@ -65,22 +74,36 @@ def test_from_module_cnn(dim):
 
 
 def test_bias_free_layers_are_accepted():
-    spec = NetworkSpec.from_module(nn.Sequential(nn.Linear(3, 4, bias=False), nn.ReLU(), nn.Linear(4, 2)))
+    spec = NetworkSpec.from_module(
+        nn.Sequential(nn.Linear(3, 4, bias=False), nn.ReLU(), nn.Linear(4, 2))
+    )
     assert spec.widths == (3, 4, 2)
 
 
 @pytest.mark.parametrize(
     ("module", "match"),
     [
-        (nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 2)), r"'1' \(BatchNorm1d\)"),
+        (
+            nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 2)),
+            r"'1' \(BatchNorm1d\)",
+        ),
         (nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.Linear(8, 2)), r"'1' \(LayerNorm\)"),
         (nn.Sequential(nn.Linear(4, 8), Residual(), nn.Linear(8, 2)), r"'1' \(Residual\)"),
         (nn.Sequential(nn.Embedding(10, 8), nn.Linear(8, 2)), r"'0' \(Embedding\)"),
         (nn.Sequential(nn.MultiheadAttention(8, 2)), "MultiheadAttention"),
-        (nn.Sequential(nn.Conv2d(4, 8, 3, groups=2), nn.Flatten(), nn.Linear(8, 2)), "grouped convolution"),
+        (
+            nn.Sequential(nn.Conv2d(4, 8, 3, groups=2), nn.Flatten(), nn.Linear(8, 2)),
+            "grouped convolution",
+        ),
         (nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(36, 2)), "global pooling"),
-        (nn.Sequential(nn.Linear(4, 8), nn.Linear(9, 2)), r"layer '1'.*expects 9 inputs.*8 neurons"),
-        (nn.Sequential(nn.Linear(4, 8), nn.Unflatten(1, (8, 1)), nn.Conv1d(8, 2, 1)), "follows a dense"),
+        (
+            nn.Sequential(nn.Linear(4, 8), nn.Linear(9, 2)),
+            r"layer '1'.*expects 9 inputs.*8 neurons",
+        ),
+        (
+            nn.Sequential(nn.Linear(4, 8), nn.Unflatten(1, (8, 1)), nn.Conv1d(8, 2, 1)),
+            "follows a dense",
+        ),
         (nn.Sequential(nn.ReLU()), "no nn.Linear or nn.Conv"),
     ],
 )

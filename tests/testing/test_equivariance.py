@@ -53,8 +53,13 @@ def test_inconsistent_permutation_is_not_a_symmetry():
     assert torch.equal(y.weights[1], x.weights[1])  # W2's columns deliberately left alone
     # A linear map followed by a pool only sees means and is blind to it; a nonlinearity is not.
     linear = torch.nn.Sequential(HNPLinear(SPEC, 1, 4), HNPPool(SPEC))
-    assert invariance_error(linear, SPEC, perturb=lambda f, g: inconsistent_permutation(f, 1, g)) < 1e-12
+    assert (
+        invariance_error(linear, SPEC, perturb=lambda f, g: inconsistent_permutation(f, 1, g))
+        < 1e-12
+    )
     model = torch.nn.Sequential(HNPLinear(SPEC, 1, 4), Activation("relu"), HNPPool(SPEC))
-    assert invariance_error(model, SPEC, perturb=lambda f, g: inconsistent_permutation(f, 1, g)) > 1e-3
+    assert (
+        invariance_error(model, SPEC, perturb=lambda f, g: inconsistent_permutation(f, 1, g)) > 1e-3
+    )
     with pytest.raises(ValueError, match="not a hidden layer"):
         inconsistent_permutation(x, 3)

@@ -18,7 +18,7 @@ from weightspace.nn.activation import get_activation
 from weightspace.space.features import WeightSpaceFeatures
 from weightspace.space.spec import NetworkSpec
 
-Activation = str | Callable[[Tensor], Tensor]
+ActivationLike = str | Callable[[Tensor], Tensor]
 IntOrTuple = int | tuple[int, ...]
 
 _CONV_FNS: dict[int, Callable[..., Tensor]] = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
@@ -27,9 +27,9 @@ _CONV_FNS: dict[int, Callable[..., Tensor]] = {1: F.conv1d, 2: F.conv2d, 3: F.co
 def forward(
     features: WeightSpaceFeatures,
     x: Tensor,
-    activation: Activation = "relu",
+    activation: ActivationLike = "relu",
     *,
-    final_activation: Activation | None = None,
+    final_activation: ActivationLike | None = None,
     stride: IntOrTuple = 1,
     padding: IntOrTuple = 0,
 ) -> Tensor:

@@ -201,6 +201,14 @@ class WeightSpaceFeatures:
                     f"but modules[0] has {spec}"
                 )
             layers = []
+            dtypes = {p.dtype for p in module.parameters()} | {
+                p.dtype for p in modules[0].parameters()
+            }
+            if len(dtypes) > 1:
+                raise ValueError(
+                    f"WeightSpaceFeatures.from_modules: modules[{m}] mixes dtypes {sorted(map(str, dtypes))} "
+                    "with modules[0]; cast them to one dtype first"
+                )
             for _, layer in weight_layers(module):
                 w = layer.weight.detach()
                 b = layer.bias.detach() if layer.bias is not None else w.new_zeros(w.shape[0])
@@ -242,11 +250,17 @@ class WeightSpaceFeatures:
         biases = [torch.stack([p[i][1] for p in parsed]).unsqueeze(1) for i in range(L)]
         return cls(weights, biases, spec)
 
-    def state_dict_keys(self, template: nn.Module | Sequence[str] | None = None) -> list[str]:
-        """Key names for :meth:`to_state_dicts`: from a module, a list, or ``"{i}.weight"``."""
+    def state_dict_keys(
+        self, template: nn.Module | Sequence[str] | None = None
+    ) -> list[tuple[str, str | None]]:
+        """``(weight_key, bias_key)`` per layer for :meth:`to_state_dicts`.
+
+        From a module (its own names; ``None`` for a layer built without a bias), from a list of
+        2L names in (weight, bias) order, or ``"{i}.weight"`` / ``"{i}.bias"`` by default.
+        """
         L = self.num_layers
         if template is None:
-            return [f"{i}.{kind}" for i in range(L) for kind in ("weight", "bias")]
+            return [(f"{i}.weight", f"{i}.bias") for i in range(L)]
         if isinstance(template, nn.Module):
             spec = NetworkSpec.from_module(template)
             if spec != self.spec:
@@ -254,34 +268,40 @@ class WeightSpaceFeatures:
                     f"template module has weight space {spec}, features have {self.spec}"
                 )
             return [
-                f"{name}.{kind}"
-                for name, _ in weight_layers(template)
-                for kind in ("weight", "bias")
+                (_join(name, "weight"), None if layer.bias is None else _join(name, "bias"))
+                for name, layer in weight_layers(template)
             ]
         keys = list(template)
         if len(keys) != 2 * L:
             raise ValueError(
                 f"state dict keys: expected {2 * L} names (weight, bias per layer), got {len(keys)}"
             )
-        return keys
+        return [(keys[2 * i], keys[2 * i + 1]) for i in range(L)]
 
     def to_state_dicts(
         self, template: nn.Module | Sequence[str] | None = None
     ) -> list[dict[str, Tensor]]:
         """One state dict per network (C must be 1), keyed as in ``template``.
 
-        ``template`` is a module of this architecture (its own key names are used), a list of 2L
-        names in (weight, bias) order per layer, or ``None`` for ``"{i}.weight"``/``"{i}.bias"``.
+        ``template`` is a module of this architecture (its own key names are used; a layer built
+        without a bias gets no bias key, and its bias must be zero), a list of 2L names in
+        (weight, bias) order per layer, or ``None`` for ``"{i}.weight"``/``"{i}.bias"``.
         """
         if self.channels != 1:
             raise ValueError(f"to_state_dicts needs 1-channel features, these have {self.channels}")
         keys = self.state_dict_keys(template)
+        for i, (_, bias_key) in enumerate(keys):
+            if bias_key is None and self.biases[i].abs().max() > 0:
+                raise ValueError(
+                    f"to_state_dicts: layer {i + 1} of the template has no bias but b{i + 1} is nonzero"
+                )
         out = []
         for n in range(self.batch_size):
             sd: dict[str, Tensor] = {}
-            for i, (w, b) in enumerate(self):
-                sd[keys[2 * i]] = w[n, 0]
-                sd[keys[2 * i + 1]] = b[n, 0]
+            for (w_key, b_key), (w, b) in zip(keys, self):
+                sd[w_key] = w[n, 0]
+                if b_key is not None:
+                    sd[b_key] = b[n, 0]
             out.append(sd)
         return out
 
@@ -318,6 +338,10 @@ class WeightSpaceFeatures:
     def cat_channels(self, other: WeightSpaceFeatures) -> WeightSpaceFeatures:
         """Concatenate along the channel axis."""
         return self._zip(other, lambda a, b: torch.cat([a, b], dim=1))
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
 
 
 def collate(batch: Sequence[Any]) -> Any:

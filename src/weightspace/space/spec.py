@@ -245,6 +245,8 @@ class NetworkSpec:
 def weight_layers(module: nn.Module, prefix: str = "") -> Iterator[tuple[str, nn.Module]]:
     """Yield ``(qualified_name, layer)`` for the Linear/Conv layers of a feedforward module.
 
+    The qualified name is the layer's state-dict prefix (``""`` for a bare layer).
+
     Raises ``ValueError`` naming any module that does not fit the feedforward weight-space
     structure.
     """
@@ -252,7 +254,8 @@ def weight_layers(module: nn.Module, prefix: str = "") -> Iterator[tuple[str, nn
         for name, child in module.named_children():
             yield from weight_layers(child, f"{prefix}{name}.")
         return
-    name = prefix.rstrip(".") or type(module).__name__
+    qualified = prefix.rstrip(".")  # "" for a bare layer: its state-dict keys have no prefix
+    name = qualified or type(module).__name__
     if isinstance(module, (nn.Linear, *_CONV_TYPES)):
         extra = {n for n, _ in module.named_parameters()} - {"weight", "bias"}
         if extra or any(True for _ in module.buffers()):
@@ -266,7 +269,7 @@ def weight_layers(module: nn.Module, prefix: str = "") -> Iterator[tuple[str, nn
                 f"NetworkSpec.from_module: {name!r} ({module}) is a grouped convolution "
                 f"(groups={module.groups}); only groups=1 fits the neuron-permutation structure"
             )
-        yield name, module
+        yield qualified, module
         return
     has_params = any(True for _ in module.parameters())
     has_buffers = any(True for _ in module.buffers())
