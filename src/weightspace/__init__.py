@@ -1,6 +1,6 @@
 """weightspace: permutation equivariant neural functional networks (NFNs)."""
 
-from weightspace import nn, symmetry, testing
+from weightspace import functional, models, nn, symmetry, testing
 from weightspace.space import NetworkSpec, WeightSpaceFeatures, collate
 
 __version__ = "0.1.0"
@@ -9,6 +9,8 @@ __all__ = [
     "WeightSpaceFeatures",
     "__version__",
     "collate",
+    "functional",
+    "models",
     "nn",
     "symmetry",
     "testing",

@@ -1,6 +1,7 @@
 """NF-Layers and friends: equivariant linear maps, pools, encodings, entrywise ops."""
 
 from weightspace.nn.activation import Activation, ChannelDropout, ChannelNorm, get_activation
+from weightspace.nn.encoding import GaussianFourierFeatures, LearnedIOEncoding, SinusoidalIOEncoding
 from weightspace.nn.linear import HNPLinear, NPLinear, PointwiseLinear
 from weightspace.nn.pool import HNPPool, NPPool
 
@@ -8,10 +9,13 @@ __all__ = [
     "Activation",
     "ChannelDropout",
     "ChannelNorm",
+    "GaussianFourierFeatures",
     "HNPLinear",
     "HNPPool",
+    "LearnedIOEncoding",
     "NPLinear",
     "NPPool",
     "PointwiseLinear",
+    "SinusoidalIOEncoding",
     "get_activation",
 ]

@@ -17,8 +17,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from weightspace.nn.linear import _check_features
-from weightspace.space.features import WeightSpaceFeatures
+from weightspace.space.features import WeightSpaceFeatures, check_features
 from weightspace.space.spec import NetworkSpec
 
 
@@ -82,7 +81,7 @@ class LearnedIOEncoding(nn.Module):
             p.normal_(0.0, self.init_std)
 
     def forward(self, x: WeightSpaceFeatures) -> WeightSpaceFeatures:
-        _check_features(x, self.spec, self.channels, type(self).__name__)
+        check_features(x, self.spec, self.channels, type(self).__name__)
         weights, biases = list(x.weights), list(x.biases)
         # (C, n_0, *k_1) -> (1, C, 1, n_0, *k_1): constant along the rows of W_1.
         weights[0] = weights[0] + self.input_embedding.unsqueeze(1).unsqueeze(0)
@@ -174,7 +173,7 @@ class SinusoidalIOEncoding(nn.Module):
         return self.channels + 2 * self.encoding_size
 
     def forward(self, x: WeightSpaceFeatures) -> WeightSpaceFeatures:
-        _check_features(x, self.spec, self.channels, type(self).__name__)
+        check_features(x, self.spec, self.channels, type(self).__name__)
         E, L = self.encoding_size, self.spec.num_layers
         inp = self.input_encoding.to(x.dtype)
         out = self.output_encoding.to(x.dtype)

@@ -27,7 +27,7 @@ from itertools import combinations
 import torch
 from torch import Tensor, nn
 
-from weightspace.space.features import WeightSpaceFeatures
+from weightspace.space.features import WeightSpaceFeatures, check_features
 from weightspace.space.layout import SpaceLayout
 from weightspace.space.spec import Mode, NetworkSpec, check_mode
 
@@ -45,15 +45,6 @@ def _key(index_set: IndexSet, spec: NetworkSpec) -> str:
     if len(index_set) == 1:
         return f"layer{index_set[0]}"
     return f"W{index_set[0]}"  # only W_i carries both layers i and i-1
-
-
-def _check_features(x: WeightSpaceFeatures, spec: NetworkSpec, channels: int, who: str) -> None:
-    if not isinstance(x, WeightSpaceFeatures):
-        raise TypeError(f"{who}: expected WeightSpaceFeatures, got {type(x).__name__}")
-    if x.spec != spec:
-        raise ValueError(f"{who}: built for {spec}, got features on {x.spec}")
-    if x.channels != channels:
-        raise ValueError(f"{who}: expected {channels} input channels, got {x.channels}")
 
 
 class _EquivariantLinear(nn.Module):
@@ -130,7 +121,7 @@ class _EquivariantLinear(nn.Module):
         self.bias.zero_()
 
     def forward(self, x: WeightSpaceFeatures) -> WeightSpaceFeatures:
-        _check_features(x, self.spec, self.in_channels, type(self).__name__)
+        check_features(x, self.spec, self.in_channels, type(self).__name__)
         tensors = self.layout.tensors
         B = x.batch_size
         # Canonical inputs and their averages over every subset of permuted axes.
@@ -309,7 +300,7 @@ class PointwiseLinear(nn.Module):
             b.zero_()
 
     def forward(self, x: WeightSpaceFeatures) -> WeightSpaceFeatures:
-        _check_features(x, self.spec, self.in_channels, type(self).__name__)
+        check_features(x, self.spec, self.in_channels, type(self).__name__)
         outputs = []
         for lay, value, w, b in zip(self.layout.tensors, x.tensors, self.weights, self.biases):
             xc = lay.to_canonical(value)

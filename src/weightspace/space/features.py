@@ -340,6 +340,20 @@ class WeightSpaceFeatures:
         return self._zip(other, lambda a, b: torch.cat([a, b], dim=1))
 
 
+def check_features(x: object, spec: NetworkSpec, channels: int, who: str) -> WeightSpaceFeatures:
+    """Check that ``x`` is features on ``spec`` with ``channels`` channels, naming ``who`` if not.
+
+    Used by every layer and model on its input; returns ``x`` for convenience.
+    """
+    if not isinstance(x, WeightSpaceFeatures):
+        raise TypeError(f"{who}: expected WeightSpaceFeatures, got {type(x).__name__}")
+    if x.spec != spec:
+        raise ValueError(f"{who}: built for {spec}, got features on {x.spec}")
+    if x.channels != channels:
+        raise ValueError(f"{who}: expected {channels} input channels, got {x.channels}")
+    return x
+
+
 def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 

@@ -1,0 +1,280 @@
+"""Neural functional networks (NFNs): stacks of NF-Layers with an invariant or equivariant output.
+
+- :class:`InvariantNFN` maps a network's weights to a vector (e.g. its predicted test accuracy):
+  NF-Layers, activations, an invariant pool, then an MLP head.
+- :class:`EquivariantNFN` maps weights to weight-space features of the same shape (e.g. an edit
+  of the network): NF-Layers only.
+
+Under NP the models see input and output neurons as exchangeable; an IO encoding
+(:mod:`weightspace.nn.encoding`) tells them apart, making the model HNP- but not NP-equivariant.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+from torch import Tensor, nn
+
+from weightspace.nn.activation import Activation
+from weightspace.nn.encoding import GaussianFourierFeatures, LearnedIOEncoding, SinusoidalIOEncoding
+from weightspace.nn.linear import HNPLinear, NPLinear, PointwiseLinear
+from weightspace.nn.pool import HNPPool, NPPool
+from weightspace.space.features import WeightSpaceFeatures, check_features
+from weightspace.space.spec import Mode, NetworkSpec, check_mode
+
+IOEncoding = Literal["learned", "sinusoidal"]
+IO_ENCODINGS: tuple[str, ...] = ("learned", "sinusoidal")
+ActivationArg = str | Callable[[Tensor], Tensor]
+
+_LAYERS: dict[str, type[nn.Module]] = {
+    "np": NPLinear,
+    "hnp": HNPLinear,
+    "pt": PointwiseLinear,
+}
+
+
+class MLPHead(nn.Sequential):
+    """A plain MLP: ``Linear → ReLU → Dropout`` per hidden width, then a final ``Linear``.
+
+    Used as the head of every invariant model (NFNs and baselines alike).
+
+    Parameters
+    ----------
+    in_features:
+        Width of the input vector.
+    hidden:
+        Hidden widths; ``()`` gives a single linear map.
+    out_features:
+        Width of the output.
+    dropout:
+        Dropout probability after each hidden activation (no dropout module when 0).
+
+    Shapes
+    ------
+    - input: ``(B, in_features)``
+    - output: ``(B, out_features)``
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden: Sequence[int] = (1000,),
+        out_features: int = 1,
+        dropout: float = 0.0,
+    ) -> None:
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"MLPHead: dropout must be in [0, 1), got {dropout}")
+        layers: list[nn.Module] = []
+        width = in_features
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            width = h
+        layers.append(nn.Linear(width, out_features))
+        super().__init__(*layers)
+        self.in_features, self.out_features = in_features, out_features
+
+
+def _front_end(
+    spec: NetworkSpec,
+    mode: str,
+    channels: int,
+    io_encoding: IOEncoding | Literal["auto"] | None,
+    fourier_features: int | None,
+    who: str,
+) -> tuple[list[nn.Module], int]:
+    """The modules before the first NF-Layer, and the channels they output.
+
+    ``io_encoding="auto"`` means sinusoidal under NP and none otherwise.
+    """
+    modules: list[nn.Module] = []
+    if fourier_features is not None:
+        fourier = GaussianFourierFeatures(channels, mapping_size=fourier_features)
+        modules.append(fourier)
+        channels = fourier.out_channels
+    if io_encoding == "auto":
+        io_encoding = "sinusoidal" if mode == "np" else None
+    if io_encoding is None:
+        return modules, channels
+    if io_encoding not in IO_ENCODINGS:
+        raise ValueError(
+            f"{who}: io_encoding must be one of {IO_ENCODINGS}, 'auto' or None, got {io_encoding!r}"
+        )
+    if mode == "hnp":
+        raise ValueError(
+            f"{who}: io_encoding={io_encoding!r} is for modes that permute inputs and outputs; "
+            "under mode 'hnp' they already keep their order, so pass io_encoding=None"
+        )
+    if io_encoding == "learned":
+        modules.append(LearnedIOEncoding(spec, channels))
+        return modules, channels
+    sinusoidal = SinusoidalIOEncoding(spec, channels)
+    modules.append(sinusoidal)
+    return modules, sinusoidal.out_channels
+
+
+def _nf_layers(
+    spec: NetworkSpec,
+    mode: str,
+    widths: Sequence[int],
+    activation: ActivationArg,
+    activate_last: bool,
+) -> list[nn.Module]:
+    """NF-Layers mapping ``widths[0]`` channels through ``widths[1:]``, with activations between."""
+    layer = _LAYERS[mode]
+    modules: list[nn.Module] = []
+    for n, (c_in, c_out) in enumerate(itertools.pairwise(widths), start=1):
+        modules.append(layer(spec, c_in, c_out))
+        if activate_last or n < len(widths) - 1:
+            modules.append(Activation(activation))
+    return modules
+
+
+def _num_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+class InvariantNFN(nn.Module):
+    """Invariant NFN: [Fourier features] → [IO encoding] → NF-Layers + activations → pool → MLP.
+
+    Maps each network's weights to a vector that does not change when its hidden neurons are
+    permuted (the paper's NFN_HNP and NFN_NP generalisation predictors and INR classifiers).
+
+    Parameters
+    ----------
+    spec:
+        The weight space of the input networks.
+    mode:
+        ``"hnp"``: :class:`~weightspace.nn.HNPLinear` layers and :class:`~weightspace.nn.HNPPool`
+        (invariant to hidden-neuron permutations). ``"np"``: :class:`~weightspace.nn.NPLinear`
+        and :class:`~weightspace.nn.NPPool` (invariant to all neuron permutations, unless an IO
+        encoding tells inputs and outputs apart).
+    hidden_channels:
+        Output channels of each NF-Layer; each is followed by the activation.
+    head_hidden:
+        Hidden widths of the MLP head.
+    out_features:
+        Output width.
+    in_channels:
+        Channels of the input features (1 for raw weights).
+    io_encoding:
+        ``"learned"`` (:class:`~weightspace.nn.encoding.LearnedIOEncoding`), ``"sinusoidal"``
+        (:class:`~weightspace.nn.encoding.SinusoidalIOEncoding`) or ``None``; only allowed under
+        ``"np"``. The default ``"auto"`` is sinusoidal under NP and none under HNP.
+    fourier_features:
+        If given, the mapping size of :class:`~weightspace.nn.encoding.GaussianFourierFeatures`
+        applied first.
+    dropout:
+        Dropout in the MLP head.
+    activation:
+        Entrywise nonlinearity after each NF-Layer (the head uses ReLU).
+
+    Shapes
+    ------
+    - input: :class:`WeightSpaceFeatures` on ``spec`` with ``in_channels`` channels
+    - output: ``(B, out_features)``
+    """
+
+    def __init__(
+        self,
+        spec: NetworkSpec,
+        mode: Mode = "hnp",
+        hidden_channels: Sequence[int] = (16, 16, 5),
+        head_hidden: Sequence[int] = (1000,),
+        out_features: int = 1,
+        in_channels: int = 1,
+        io_encoding: IOEncoding | Literal["auto"] | None = "auto",
+        fourier_features: int | None = None,
+        dropout: float = 0.0,
+        activation: ActivationArg = "relu",
+    ) -> None:
+        super().__init__()
+        check_mode(mode)
+        if not hidden_channels:
+            raise ValueError("InvariantNFN: hidden_channels needs at least one NF-Layer width")
+        self.spec, self.mode = spec, mode
+        self.in_channels, self.out_features = in_channels, out_features
+        front, channels = _front_end(
+            spec, mode, in_channels, io_encoding, fourier_features, "InvariantNFN"
+        )
+        layers = _nf_layers(spec, mode, [channels, *hidden_channels], activation, True)
+        self.encoder = nn.Sequential(*front, *layers)
+        self.pool = NPPool(spec) if mode == "np" else HNPPool(spec)
+        self.head = MLPHead(
+            self.pool.output_size(hidden_channels[-1]), head_hidden, out_features, dropout
+        )
+
+    def forward(self, x: WeightSpaceFeatures) -> Tensor:
+        check_features(x, self.spec, self.in_channels, type(self).__name__)
+        return self.head(self.pool(self.encoder(x)))
+
+    def extra_repr(self) -> str:
+        return (
+            f"spec={self.spec}, mode={self.mode!r}, in_channels={self.in_channels}, "
+            f"out_features={self.out_features}, params={_num_params(self)}"
+        )
+
+
+class EquivariantNFN(nn.Module):
+    """Equivariant NFN: [IO encoding] → NF-Layers with activations between them.
+
+    Maps each network's weights to features of the same shape with ``out_channels`` channels,
+    e.g. an additive edit ``U + γ · NFN(U)`` of the network (the paper's INR editing).
+
+    Parameters
+    ----------
+    spec:
+        The weight space of the input networks.
+    mode:
+        ``"hnp"`` (:class:`~weightspace.nn.HNPLinear`), ``"np"``
+        (:class:`~weightspace.nn.NPLinear`) or ``"pt"`` (:class:`~weightspace.nn.PointwiseLinear`,
+        the paper's NFN_PT baseline, equivariant to every permutation of rows and columns).
+    hidden_channels:
+        Output channels of the NF-Layers before the last one; a final NF-Layer maps to
+        ``out_channels``, so there are ``len(hidden_channels) + 1`` layers (the default, 3 layers
+        of 128 channels, is the paper's INR-editing model).
+    in_channels, out_channels:
+        Channels of the input and output features.
+    io_encoding:
+        ``"learned"``, ``"sinusoidal"`` or ``None``; allowed under ``"np"`` and ``"pt"``. The
+        default ``"auto"`` is sinusoidal under NP and none otherwise.
+    activation:
+        Entrywise nonlinearity between NF-Layers (none after the last).
+
+    Shapes
+    ------
+    - input: :class:`WeightSpaceFeatures` on ``spec`` with ``in_channels`` channels
+    - output: the same shapes with ``out_channels`` channels
+    """
+
+    def __init__(
+        self,
+        spec: NetworkSpec,
+        mode: Mode | Literal["pt"] = "hnp",
+        hidden_channels: Sequence[int] = (128, 128),
+        in_channels: int = 1,
+        out_channels: int = 1,
+        io_encoding: IOEncoding | Literal["auto"] | None = "auto",
+        activation: ActivationArg = "relu",
+    ) -> None:
+        super().__init__()
+        if mode not in _LAYERS:
+            raise ValueError(f"EquivariantNFN: mode must be one of {tuple(_LAYERS)}, got {mode!r}")
+        self.spec, self.mode = spec, mode
+        self.in_channels, self.out_channels = in_channels, out_channels
+        front, channels = _front_end(spec, mode, in_channels, io_encoding, None, "EquivariantNFN")
+        widths = [channels, *hidden_channels, out_channels]
+        self.layers = nn.Sequential(*front, *_nf_layers(spec, mode, widths, activation, False))
+
+    def forward(self, x: WeightSpaceFeatures) -> WeightSpaceFeatures:
+        check_features(x, self.spec, self.in_channels, type(self).__name__)
+        return self.layers(x)
+
+    def extra_repr(self) -> str:
+        return (
+            f"spec={self.spec}, mode={self.mode!r}, in_channels={self.in_channels}, "
+            f"out_channels={self.out_channels}, params={_num_params(self)}"
+        )

@@ -1,0 +1,194 @@
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from weightspace import NetworkSpec, symmetry
+from weightspace.models import EquivariantNFN, InvariantNFN, MLPHead
+from weightspace.nn import Activation, HNPLinear, HNPPool, NPLinear, NPPool, PointwiseLinear
+from weightspace.nn.encoding import GaussianFourierFeatures, LearnedIOEncoding, SinusoidalIOEncoding
+from weightspace.testing import (
+    assert_equivariant,
+    assert_invariant,
+    equivariance_errors,
+    inconsistent_permutation,
+    invariance_error,
+    random_features,
+)
+from weightspace.testing.strategies import network_specs
+
+SPECS = network_specs(max_layers=4, max_width=5, max_kernel=3)
+HIDDEN_SPECS = network_specs(min_layers=2, max_layers=4, min_width=2, max_width=5, max_kernel=3)
+HYPOTHESIS = settings(max_examples=15, deadline=None, derandomize=True)
+SMALL = {"hidden_channels": (4, 4), "head_hidden": (8,)}
+
+
+def moving_inputs(spec: NetworkSpec, gen: torch.Generator) -> list:
+    """An NP element that moves every input neuron (n_0 >= 2) and hidden neurons at random."""
+    perms = symmetry.sample(spec, "hnp", generator=gen)
+    perms[0] = torch.roll(torch.arange(spec.widths[0]), 1)
+    return perms
+
+
+# ---------------------------------------------------------------- invariant
+@HYPOTHESIS
+@given(spec=SPECS)
+def test_invariant_hnp_is_hnp_invariant(spec):
+    torch.manual_seed(0)
+    assert_invariant(InvariantNFN(spec, "hnp", in_channels=2, **SMALL), spec, "hnp", in_channels=2)
+
+
+@HYPOTHESIS
+@given(spec=SPECS)
+def test_invariant_np_without_io_encoding_is_np_invariant(spec):
+    torch.manual_seed(0)
+    model = InvariantNFN(spec, "np", io_encoding=None, **SMALL)
+    assert_invariant(model, spec, "np")
+
+
+@HYPOTHESIS
+@given(spec=SPECS, io_encoding=st.sampled_from(["learned", "sinusoidal"]))
+def test_invariant_np_with_io_encoding_is_hnp_but_not_np_invariant(spec, io_encoding):
+    torch.manual_seed(0)
+    model = InvariantNFN(spec, "np", io_encoding=io_encoding, **SMALL)
+    assert_invariant(model, spec, "hnp", rtol=1e-9)
+    if spec.widths[0] >= 2:
+        # Control: permuting the inputs is no longer a symmetry of the model.
+        err = invariance_error(model, spec, perturb=lambda x, g: x.permute(moving_inputs(spec, g)))
+        assert err > 1e-6
+
+
+@HYPOTHESIS
+@given(spec=SPECS)
+def test_invariant_with_fourier_features_keeps_its_symmetry(spec):
+    torch.manual_seed(0)
+    model = InvariantNFN(spec, "np", io_encoding=None, fourier_features=3, **SMALL)
+    assert isinstance(model.encoder[0], GaussianFourierFeatures)
+    assert_invariant(model, spec, "np")
+
+
+@HYPOTHESIS
+@given(spec=HIDDEN_SPECS, mode=st.sampled_from(["hnp", "np"]), data=st.data())
+def test_invariant_changes_under_inconsistent_permutation(spec, mode, data):
+    """Control: permuting rows of W_i without the columns of W_{i+1} is not a symmetry."""
+    layer = data.draw(st.integers(1, spec.num_layers - 1))
+    torch.manual_seed(0)
+    # No IO encoding: its constant channels would dominate the output and shrink the change.
+    model = InvariantNFN(spec, mode, io_encoding=None, **SMALL)
+    err = invariance_error(model, spec, perturb=lambda x, g: inconsistent_permutation(x, layer, g))
+    assert err > 1e-3
+
+
+def test_invariant_structure_and_defaults():
+    spec = NetworkSpec((3, 4, 5, 2))
+    hnp = InvariantNFN(spec, hidden_channels=(4, 6), head_hidden=(8, 8), out_features=3)
+    kinds = [type(m) for m in hnp.encoder]
+    assert kinds == [HNPLinear, Activation, HNPLinear, Activation]  # activation after each
+    assert isinstance(hnp.pool, HNPPool)
+    assert hnp.head[0].in_features == hnp.pool.output_size(6)
+    assert hnp(random_features(spec, 5, dtype=torch.float32)).shape == (5, 3)
+    np_model = InvariantNFN(spec, "np", in_channels=2, **SMALL)
+    assert isinstance(np_model.encoder[0], SinusoidalIOEncoding)  # the NP default
+    assert isinstance(np_model.encoder[1], NPLinear) and isinstance(np_model.pool, NPPool)
+    assert np_model.encoder[1].in_channels == np_model.encoder[0].out_channels
+    learned = InvariantNFN(spec, "np", io_encoding="learned", **SMALL)
+    assert isinstance(learned.encoder[0], LearnedIOEncoding)
+    assert learned.spec == spec and "mode='np'" in repr(learned) and str(spec) in repr(learned)
+
+
+def test_invariant_head_dropout_only_in_training():
+    torch.manual_seed(0)
+    spec = NetworkSpec((2, 3, 1))
+    model = InvariantNFN(spec, hidden_channels=(4,), head_hidden=(64,), dropout=0.5)
+    assert any(isinstance(m, torch.nn.Dropout) for m in model.head)
+    x = random_features(spec, 4, dtype=torch.float32)
+    model.eval()
+    torch.testing.assert_close(model(x), model(x), rtol=0, atol=0)
+    model.train()
+    assert not torch.equal(model(x), model(x))
+
+
+def test_invariant_errors():
+    spec = NetworkSpec((3, 4, 2))
+    model = InvariantNFN(spec, **SMALL)
+    with pytest.raises(
+        ValueError, match=r"InvariantNFN: built for NetworkSpec\(widths=\(3, 4, 2\)"
+    ):
+        model(random_features(NetworkSpec((3, 5, 2)), dtype=torch.float32))
+    with pytest.raises(ValueError, match="InvariantNFN: expected 1 input channels, got 2"):
+        model(random_features(spec, channels=2, dtype=torch.float32))
+    with pytest.raises(ValueError, match="io_encoding=None"):
+        InvariantNFN(spec, "hnp", io_encoding="sinusoidal")
+    with pytest.raises(ValueError, match="io_encoding must be one of"):
+        InvariantNFN(spec, "np", io_encoding="fourier")
+    with pytest.raises(ValueError, match="mode"):
+        InvariantNFN(spec, "pt")
+    with pytest.raises(ValueError, match="hidden_channels"):
+        InvariantNFN(spec, hidden_channels=())
+
+
+# -------------------------------------------------------------- equivariant
+@HYPOTHESIS
+@given(spec=SPECS, mode=st.sampled_from(["np", "hnp", "pt"]))
+def test_equivariant_is_equivariant_for_its_group(spec, mode):
+    torch.manual_seed(0)
+    model = EquivariantNFN(spec, mode, (4, 4), in_channels=2, out_channels=3, io_encoding=None)
+    group = "hnp" if mode == "hnp" else "np"  # PT commutes with every neuron permutation
+    errors = assert_equivariant(model, spec, group, in_channels=2)
+    assert set(errors) == {t.name for t in spec.tensors}
+
+
+@HYPOTHESIS
+@given(spec=SPECS, io_encoding=st.sampled_from(["learned", "sinusoidal"]))
+def test_equivariant_np_with_io_encoding_is_hnp_but_not_np_equivariant(spec, io_encoding):
+    torch.manual_seed(0)
+    model = EquivariantNFN(spec, "np", (4, 4), io_encoding=io_encoding)
+    assert_equivariant(model, spec, "hnp")
+    if spec.widths[0] >= 2:
+        gen = torch.Generator().manual_seed(0)
+        errors = equivariance_errors(model, spec, "np", perms=moving_inputs(spec, gen))
+        assert max(errors.values()) > 1e-6
+
+
+def test_equivariant_structure_and_shapes():
+    spec = NetworkSpec((2, 3, 4, 1), ((3, 3), (3, 3), ()))
+    model = EquivariantNFN(spec, "hnp", hidden_channels=(4, 5), in_channels=2, out_channels=3)
+    kinds = [type(m) for m in model.layers]
+    # Activations between NF-Layers, not after the last one.
+    assert kinds == [HNPLinear, Activation, HNPLinear, Activation, HNPLinear]
+    assert [m.out_channels for m in model.layers[::2]] == [4, 5, 3]
+    x = random_features(spec, 2, 2, dtype=torch.float32)
+    y = model(x)
+    assert y.spec == spec and y.channels == 3 and y.batch_size == 2
+    pt = EquivariantNFN(spec, "pt", hidden_channels=(4,))
+    assert [type(m) for m in pt.layers] == [PointwiseLinear, Activation, PointwiseLinear]
+    assert isinstance(EquivariantNFN(spec, "np", (4,)).layers[0], SinusoidalIOEncoding)
+    assert isinstance(
+        EquivariantNFN(spec, "pt", (4,), io_encoding="learned").layers[0], LearnedIOEncoding
+    )
+    assert "out_channels=3" in repr(model) and model.spec == spec
+
+
+def test_equivariant_errors():
+    spec = NetworkSpec((3, 4, 2))
+    model = EquivariantNFN(spec, "np", (4,), in_channels=2)
+    with pytest.raises(ValueError, match="EquivariantNFN: built for"):
+        model(random_features(NetworkSpec((3, 4, 4)), channels=2, dtype=torch.float32))
+    with pytest.raises(ValueError, match="EquivariantNFN: expected 2 input channels"):
+        model(random_features(spec, channels=1, dtype=torch.float32))
+    with pytest.raises(ValueError, match="mode must be one of"):
+        EquivariantNFN(spec, "xyz")
+    with pytest.raises(ValueError, match="io_encoding=None"):
+        EquivariantNFN(spec, "hnp", io_encoding="learned")
+
+
+# --------------------------------------------------------------------- head
+def test_mlp_head():
+    head = MLPHead(5, (7, 6), 2, dropout=0.1)
+    assert [type(m).__name__ for m in head] == [
+        "Linear", "ReLU", "Dropout", "Linear", "ReLU", "Dropout", "Linear",
+    ]  # fmt: skip
+    assert head(torch.zeros(3, 5)).shape == (3, 2)
+    assert [type(m).__name__ for m in MLPHead(5, (), 2)] == ["Linear"]
+    with pytest.raises(ValueError, match="dropout"):
+        MLPHead(5, (4,), 1, dropout=1.0)
