@@ -150,7 +150,12 @@ class _EquivariantLinear(nn.Module):
             w = self.weights[_key(s, self.spec)]
             parts = [pooled[(s, t)].flatten(2 if s else 1) for t in ts]
             q = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
-            y = torch.addmm(self.bias, q, w.t()) if not s else torch.bmm(w.expand(B, -1, -1), q)
+            if not s:
+                y = torch.addmm(self.bias, q, w.t())
+            elif len(s) == 1:
+                y = _mix_rows(w, q)
+            else:
+                y = torch.bmm(w.expand(B, -1, -1), q)
             sizes = [self._offsets[(s, t)][3] - self._offsets[(s, t)][2] for t in ts]
             chunks = (y,) if len(ts) == 1 else y.split(sizes, dim=1)
             results.update(((s, t), chunk) for t, chunk in zip(ts, chunks))
@@ -174,6 +179,19 @@ class _EquivariantLinear(nn.Module):
             f"out_channels={self.out_channels}, params={sum(p.numel() for p in self.parameters())} "
             f"[{sizes}]"
         )
+
+
+def _mix_rows(w: Tensor, q: Tensor) -> Tensor:
+    """``w @ q[b]`` for every b, as one matrix product with the batch folded into the rows.
+
+    For blocks indexed by one layer's neurons (``q`` is ``(B, D_in, n)``, n small) a batched
+    product would have an inner size of only n in its weight gradient, and would write a
+    ``(B, D_out, D_in)`` gradient before summing it. Folding ``(B, n)`` into rows costs one copy
+    of the small input and makes both the product and its weight gradient single large GEMMs.
+    """
+    B, d_in, n = q.shape
+    rows = q.transpose(1, 2).reshape(B * n, d_in)
+    return (rows @ w.t()).view(B, n, -1).transpose(1, 2)
 
 
 def _sum_broadcast(terms: list[Tensor]) -> Tensor:
