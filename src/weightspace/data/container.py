@@ -95,8 +95,8 @@ def fixed_split(
 ) -> Tensor:
     """A seeded random train/val/test assignment of ``n`` networks with the given fractions."""
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    n_train = int(round(fractions[0] * n))
-    n_val = int(round(fractions[1] * n))
+    n_train = round(fractions[0] * n)
+    n_val = round(fractions[1] * n)
     split = torch.full((n,), SPLITS["test"], dtype=torch.long)
     split[order[:n_train]] = SPLITS["train"]
     split[order[n_train : n_train + n_val]] = SPLITS["val"]
