@@ -22,24 +22,18 @@ bias folded in), one per permuted layer, and one per weight whose both neuron ax
 from __future__ import annotations
 
 import math
-from itertools import combinations
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
+from weightspace.nn._terms import IndexSet, NFLinearFunction, TermPlan
 from weightspace.space.features import WeightSpaceFeatures, check_features
 from weightspace.space.layout import SpaceLayout
 from weightspace.space.spec import Mode, NetworkSpec, check_mode
 
-IndexSet = tuple[int, ...]
 
-
-def _subsets(layers: tuple[int, ...]) -> list[IndexSet]:
-    """All subsets of ``layers`` (kept in axis order), largest first."""
-    return [c for r in range(len(layers), -1, -1) for c in combinations(layers, r)]
-
-
-def _key(index_set: IndexSet, spec: NetworkSpec) -> str:
+def _key(index_set: IndexSet) -> str:
+    """Parameter name of the weight block of an index set."""
     if not index_set:
         return "global"
     if len(index_set) == 1:
@@ -67,110 +61,42 @@ class _EquivariantLinear(nn.Module):
         self.spec, self.mode = spec, mode
         self.in_channels, self.out_channels = in_channels, out_channels
         self.layout = SpaceLayout(spec, mode)
-        tensors = self.layout.tensors
-
-        # For each index set S: the tensors carrying it, in spec order. They are both the inputs
-        # and the outputs of that term group.
-        members: dict[IndexSet, list[int]] = {}
-        for t, lay in enumerate(tensors):
-            for s in _subsets(lay.permuted_layers):
-                members.setdefault(tuple(sorted(s, reverse=True)), []).append(t)
-        self._members = members
-        # Per tensor: the index sets it carries, and where in their blocks its rows sit.
-        self._sets_of: list[list[IndexSet]] = [[] for _ in tensors]
-        self._offsets: dict[tuple[IndexSet, int], tuple[int, int, int, int]] = {}
-        self.weights = nn.ParameterDict()
-        for s, ts in members.items():
-            in_off = out_off = 0
-            for t in ts:
-                u = tensors[t].fixed
-                self._offsets[(s, t)] = (
-                    in_off,
-                    in_off + in_channels * u,
-                    out_off,
-                    out_off + out_channels * u,
-                )
-                in_off += in_channels * u
-                out_off += out_channels * u
-                self._sets_of[t].append(s)
-            self.weights[_key(s, spec)] = nn.Parameter(torch.empty(out_off, in_off))
-        for sets in self._sets_of:
-            sets.sort(key=len, reverse=True)
-        self.bias = nn.Parameter(torch.empty(self.weights["global"].shape[0]))
+        self.plan = TermPlan.build(self.layout.tensors, in_channels, out_channels)
+        self.weights = nn.ParameterDict(
+            {_key(s): nn.Parameter(torch.empty(self.plan.weight_shape(s))) for s in self.plan.sets}
+        )
+        self.bias = nn.Parameter(torch.empty(self.plan.weight_shape(())[0]))
         self.init_gain = init_gain
         self.reset_parameters()
 
     @property
     def num_terms(self) -> int:
         """Number of (input tensor, output tensor, index set) blocks."""
-        return sum(len(ts) ** 2 for ts in self._members.values())
+        return sum(len(ts) ** 2 for ts in self.plan.members.values())
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
         """Uniform init by fan-in over all terms that feed each output tensor; zero bias."""
+        plan = self.plan
         fan_in = [
-            sum(self.weights[_key(s, self.spec)].shape[1] for s in self._sets_of[t])
-            for t in range(len(self.layout.tensors))
+            sum(plan.weight_shape(s)[1] for s in plan.sets_of[t]) for t in range(len(plan.tensors))
         ]
-        for s, ts in self._members.items():
-            w = self.weights[_key(s, self.spec)]
-            for t in ts:
-                _, _, o0, o1 = self._offsets[(s, t)]
+        for s in plan.sets:
+            rows = self.weights[_key(s)].split(plan.out_sizes(s), dim=0)
+            for t, block in zip(plan.members[s], rows):
                 bound = self.init_gain * math.sqrt(3.0 / fan_in[t])
-                w[o0:o1].uniform_(-bound, bound)
+                block.uniform_(-bound, bound)
         self.bias.zero_()
 
     def forward(self, x: WeightSpaceFeatures) -> WeightSpaceFeatures:
         check_features(x, self.spec, self.in_channels, type(self).__name__)
         tensors = self.layout.tensors
-        B = x.batch_size
-        # Canonical inputs and their averages over every subset of permuted axes.
-        pooled: dict[tuple[IndexSet, int], Tensor] = {}
-        for t, (lay, value) in enumerate(zip(tensors, x.tensors)):
-            xc = lay.to_canonical(value)
-            layers = lay.permuted_layers
-            # Sums, then a rescale of the small result: the backward of a sum is a broadcast
-            # view, where the backward of a mean would write a full-size tensor.
-            if len(layers) == 2:
-                rows = xc.sum(3)
-                pooled[(layers, t)] = xc
-                pooled[((layers[0],), t)] = rows / xc.shape[3]
-                pooled[((layers[1],), t)] = xc.sum(2) / xc.shape[2]
-                pooled[((), t)] = rows.sum(2) / (xc.shape[2] * xc.shape[3])
-            elif len(layers) == 1:
-                pooled[(layers, t)] = xc
-                pooled[((), t)] = xc.sum(2) / xc.shape[2]
-            else:
-                pooled[((), t)] = xc
-        # One matrix product per index set.
-        # Outputs are split (not sliced) per tensor: the backward of a split is one concatenation,
-        # where each slice's backward would write a zero-filled copy of the whole block.
-        results: dict[tuple[IndexSet, int], Tensor] = {}
-        for s, ts in self._members.items():
-            w = self.weights[_key(s, self.spec)]
-            parts = [pooled[(s, t)].flatten(2 if s else 1) for t in ts]
-            q = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
-            if not s:
-                y = torch.addmm(self.bias, q, w.t())
-            elif len(s) == 1:
-                y = _mix_rows(w, q)
-            else:
-                y = torch.bmm(w.expand(B, -1, -1), q)
-            sizes = [self._offsets[(s, t)][3] - self._offsets[(s, t)][2] for t in ts]
-            chunks = (y,) if len(ts) == 1 else y.split(sizes, dim=1)
-            results.update(((s, t), chunk) for t, chunk in zip(ts, chunks))
-        # Sum the terms of each output, broadcasting over the axes a term is constant along.
-        outputs = []
-        for t, lay in enumerate(tensors):
-            terms = []
-            for s in self._sets_of[t]:  # largest index set first: the full-shaped term
-                view = [B, -1] + [
-                    size if layer in s else 1
-                    for layer, size in zip(lay.permuted_layers, lay.permuted_shape)
-                ]
-                terms.append(results[(s, t)].reshape(view))
-            outputs.append(lay.from_canonical(_sum_broadcast(terms), self.out_channels))
-        return WeightSpaceFeatures.from_tensors(outputs)
+        xs = [lay.to_canonical(value) for lay, value in zip(tensors, x.tensors)]
+        weights = [self.weights[_key(s)] for s in self.plan.sets]
+        outputs = NFLinearFunction.apply(self.plan, len(xs), *xs, *weights, self.bias)
+        return WeightSpaceFeatures.from_tensors(
+            [lay.from_canonical(y, self.out_channels) for lay, y in zip(tensors, outputs)]
+        )
 
     def extra_repr(self) -> str:
         sizes = ", ".join(f"{k}: {tuple(p.shape)}" for k, p in self.weights.items())
@@ -179,37 +105,6 @@ class _EquivariantLinear(nn.Module):
             f"out_channels={self.out_channels}, params={sum(p.numel() for p in self.parameters())} "
             f"[{sizes}]"
         )
-
-
-def _mix_rows(w: Tensor, q: Tensor) -> Tensor:
-    """``w @ q[b]`` for every b, as one matrix product with the batch folded into the rows.
-
-    For blocks indexed by one layer's neurons (``q`` is ``(B, D_in, n)``, n small) a batched
-    product would have an inner size of only n in its weight gradient, and would write a
-    ``(B, D_out, D_in)`` gradient before summing it. Folding ``(B, n)`` into rows costs one copy
-    of the small input and makes both the product and its weight gradient single large GEMMs.
-    """
-    B, d_in, n = q.shape
-    rows = q.transpose(1, 2).reshape(B * n, d_in)
-    return (rows @ w.t()).view(B, n, -1).transpose(1, 2)
-
-
-def _sum_broadcast(terms: list[Tensor]) -> Tensor:
-    """Sum terms whose first is full-shaped and the rest broadcast, in few full-size passes.
-
-    The global term (all trailing axes 1) is folded into a small term first, so a weight under NP
-    costs two full-size passes instead of three. (Adding in place into the matrix product's own
-    output would be a view of it, which autograd handles with slow copies.)
-    """
-    full, rest = terms[0], terms[1:]
-    if not rest:
-        return full
-    if len(rest) > 1 and all(s == 1 for s in rest[-1].shape[2:]):
-        rest = [rest[0] + rest[-1], *rest[1:-1]]
-    out = full + rest[0]  # a fresh tensor, not a view: safe to accumulate into in place
-    for term in rest[1:]:
-        out.add_(term)
-    return out
 
 
 class NPLinear(_EquivariantLinear):
