@@ -8,7 +8,7 @@ from weightspace.models import FlatMLP, StatNet, baselines, tensor_statistics
 from weightspace.testing import assert_invariant, invariance_error, random_features
 from weightspace.testing.strategies import network_specs
 
-SPECS = network_specs(max_layers=4, max_width=5, max_kernel=3)
+SPECS = network_specs()
 HYPOTHESIS = settings(max_examples=20, deadline=None, derandomize=True)
 SMALL = {"head_hidden": (8,)}
 

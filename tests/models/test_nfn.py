@@ -17,8 +17,8 @@ from weightspace.testing import (
 )
 from weightspace.testing.strategies import network_specs
 
-SPECS = network_specs(max_layers=4, max_width=5, max_kernel=3)
-HIDDEN_SPECS = network_specs(min_layers=2, max_layers=4, min_width=2, max_width=5, max_kernel=3)
+SPECS = network_specs()
+HIDDEN_SPECS = network_specs(min_layers=2, min_width=2)
 HYPOTHESIS = settings(max_examples=15, deadline=None, derandomize=True)
 SMALL = {"hidden_channels": (4, 4), "head_hidden": (8,)}
 

@@ -19,7 +19,7 @@ from weightspace.testing import (
 )
 from weightspace.testing.strategies import network_specs
 
-SPECS = network_specs(max_layers=4, max_width=5, max_kernel=3)
+SPECS = network_specs()
 HYPOTHESIS = settings(max_examples=20, deadline=None, derandomize=True)
 
 
