@@ -59,8 +59,8 @@ def test_channel_norm_normalises_channels():
     x = random_features(spec, 2, 6, dtype=torch.float64).map(lambda t: 3 * t + 5)
     y = ChannelNorm(6).double()(x)
     for t in y.tensors:
-        assert torch.allclose(t.mean(1), torch.zeros(()), atol=1e-7)
-        assert torch.allclose(t.var(1, unbiased=False), torch.ones(()), atol=1e-4)
+        assert torch.allclose(t.mean(1), torch.zeros((), dtype=t.dtype), atol=1e-7)
+        assert torch.allclose(t.var(1, unbiased=False), torch.ones((), dtype=t.dtype), atol=1e-4)
     with pytest.raises(ValueError, match="expected 6 channels, got 2"):
         ChannelNorm(6)(random_features(spec, 1, 2))
 
