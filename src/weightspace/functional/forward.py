@@ -8,7 +8,8 @@ train the networks themselves.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -32,6 +33,9 @@ def forward(
     final_activation: ActivationLike | None = None,
     stride: IntOrTuple = 1,
     padding: IntOrTuple = 0,
+    dropout: Tensor | None = None,
+    training: bool = False,
+    generator: torch.Generator | None = None,
 ) -> Tensor:
     """Evaluate the B networks held in ``features`` on the inputs ``x``.
 
@@ -44,11 +48,24 @@ def forward(
         Inputs, either shared by all networks or one batch per network (see Shapes).
     activation:
         A name (``"relu"``, ``"tanh"``, ``"sigmoid"``, ``"gelu"``, ``"silu"``, ``"sin"``,
-        ``"identity"``) or an entrywise callable, applied after every layer but the last.
+        ``"identity"``) or an entrywise callable, applied after every layer but the last. A list
+        or tuple of B names/callables gives each network its own activation. When the networks
+        of each function are consecutive, every function runs on its own block only; otherwise
+        every distinct function runs on the whole batch and is selected per network.
     final_activation:
         Optional name or callable applied after the last layer.
     stride, padding:
         Of every conv layer (an int, or one entry per spatial axis); ignored by dense layers.
+    dropout:
+        Optional ``(B,)`` drop probabilities in [0, 1), one per network. Only when ``training``:
+        inverted dropout after every hidden activation (every layer but the last), entrywise,
+        scaling kept entries by ``1 / (1 - p)``; ``1 - p`` is rounded to a multiple of 2^-16
+        (masks come from 16 random bits per entry). A network with p = 0 is left exactly
+        unchanged.
+    training:
+        Apply ``dropout``; without it ``dropout`` is ignored (evaluation).
+    generator:
+        Source of the dropout masks (the global generator if ``None``).
 
     Returns
     -------
@@ -69,8 +86,8 @@ def forward(
     ------
     ValueError
         If ``features`` has more than one channel, its conv layers do not come first or differ in
-        dimensionality, or ``x`` has the wrong number of axes, of input features (``n_0``) or of
-        networks.
+        dimensionality, ``x`` has the wrong number of axes, of input features (``n_0``) or of
+        networks, or ``activation`` (as a list) or ``dropout`` do not hold one entry per network.
 
     Examples
     --------
@@ -84,18 +101,25 @@ def forward(
             f"forward: features must have 1 channel (the weights of the networks), got "
             f"{features.channels} channels"
         )
-    act = get_activation(activation)
+    B = features.batch_size
+    act = _network_activation(activation, B)
     final = get_activation(final_activation) if final_activation is not None else None
+    drop = _Dropout(dropout, B, features) if dropout is not None else None
+    drop = drop if training else None
     spec = features.spec
     num_conv, dim = _conv_prefix(spec)
-    h, shared = _check_input(x, spec, features.batch_size, dim)
+    h, shared = _check_input(x, spec, B, dim)
     layers = list(features)
     L = len(layers)
 
-    def activate(t: Tensor, i: int) -> Tensor:
-        if i < L - 1:
-            return act(t)
-        return final(t) if final is not None else t
+    def activate(t: Tensor, i: int, axis: int) -> Tensor:
+        """Activation of layer i; ``axis`` of ``t`` runs over networks (network-major)."""
+        if i == L - 1:
+            return final(t) if final is not None else t
+        t = act(t, axis)
+        if drop is not None:
+            t = drop(t, axis, generator)
+        return t
 
     if num_conv:
         conv = _CONV_FNS[dim]
@@ -106,7 +130,7 @@ def forward(
         for i in range(num_conv):
             w, b = layers[i]
             h = _conv_layer(conv, h, w, b, stride, padding, shared=shared and i == 0)
-            h = activate(h, i)
+            h = activate(h, i, 1)
         # Global average pooling, then back to (B, N, n).
         h = h.mean(dim=tuple(range(2, h.ndim)))
         h = h.unflatten(1, (features.batch_size, -1)).transpose(0, 1)
@@ -114,11 +138,120 @@ def forward(
     for i in range(num_conv, L):
         w, b = layers[i]
         h = _dense_layer(h, w, b, shared=shared and i == 0)
-        h = activate(h, i)
+        h = activate(h, i, 0)
     return h
 
 
 # ------------------------------------------------------------------ helpers
+def _per_network(values: Tensor, t: Tensor, axis: int) -> Tensor:
+    """Broadcast ``(B,)`` per-network values against ``t``, whose ``axis`` is network-major.
+
+    ``t.shape[axis]`` is ``B * k`` (k neurons per network, k = 1 for a plain batch axis).
+    """
+    B = values.shape[0]
+    shape = [1] * t.ndim
+    shape[axis] = t.shape[axis]
+    return values.repeat_interleave(t.shape[axis] // B).reshape(shape)
+
+
+def _network_activation(
+    activation: ActivationLike | Sequence[ActivationLike], B: int
+) -> Callable[[Tensor, int], Tensor]:
+    """``fn(t, axis)``: one activation for all networks, or one per network."""
+    if isinstance(activation, str) or callable(activation):
+        fn = get_activation(activation)
+        return lambda t, axis: fn(t)
+    if not isinstance(activation, list | tuple):
+        raise ValueError(
+            f"forward: activation must be a name, a callable or a list of {B} of them (one per "
+            f"network), got {type(activation).__name__}"
+        )
+    if len(activation) != B:
+        raise ValueError(
+            f"forward: activation lists {len(activation)} entries, expected one per network (B={B})"
+        )
+    # Distinct functions in first-seen order, and each network's position among them.
+    fns: list[Callable[[Tensor], Tensor]] = []
+    which: list[int] = []
+    for a in activation:
+        fn = get_activation(a)
+        if fn not in fns:
+            fns.append(fn)
+        which.append(fns.index(fn))
+    if len(fns) == 1:
+        return lambda t, axis: fns[0](t)
+    # Runs of consecutive networks sharing a function.
+    runs: list[tuple[int, int, int]] = []  # (function, first network, number of networks)
+    for b, k in enumerate(which):
+        if runs and runs[-1][0] == k:
+            runs[-1] = (k, runs[-1][1], runs[-1][2] + 1)
+        else:
+            runs.append((k, b, 1))
+    if len(runs) == len(fns):
+        # Each function on its own contiguous block of networks: no wasted evaluations (callers
+        # that can, such as the zoo trainer, order their networks this way).
+        def blocks(t: Tensor, axis: int) -> Tensor:
+            k = t.shape[axis] // B
+            # split, not narrow: its backward is one cat, narrow's a zero-filled copy per block.
+            parts = torch.split(t, [count * k for _, _, count in runs], dim=axis)
+            return torch.cat([fns[f](part) for (f, _, _), part in zip(runs, parts)], axis)
+
+        return blocks
+    codes = torch.tensor(which)
+
+    def mixed(t: Tensor, axis: int) -> Tensor:
+        select = _per_network(codes.to(t.device), t, axis)
+        out = fns[0](t)
+        for k in range(1, len(fns)):
+            out = torch.where(select == k, fns[k](t), out)
+        return out
+
+    return mixed
+
+
+# Dropout draws 16 random bits per entry: keep probabilities are rounded to multiples of 2^-16.
+_KEEP_LEVELS = 2**16
+
+
+class _Dropout:
+    """Per-network inverted dropout: keep probability rounded to ``K / 2^16``, scale ``2^16 / K``.
+
+    An entry is kept when a uniform 16-bit integer ``v`` in [-2^15, 2^15) satisfies
+    ``v <= K - 2^15 - 1``, which has probability exactly ``K / 2^16``. A network with p = 0 has
+    ``K = 2^16``: every entry is kept and scaled by exactly 1.
+    """
+
+    def __init__(self, dropout: Tensor, B: int, features: WeightSpaceFeatures) -> None:
+        if not isinstance(dropout, Tensor) or tuple(dropout.shape) != (B,):
+            shape = tuple(dropout.shape) if isinstance(dropout, Tensor) else type(dropout).__name__
+            raise ValueError(
+                f"forward: dropout must be a ({B},) tensor, one rate per network, got {shape}"
+            )
+        if not bool(((dropout >= 0) & (dropout < 1)).all()):
+            raise ValueError(
+                f"forward: dropout rates must lie in [0, 1), got {dropout.min().item()} .. "
+                f"{dropout.max().item()}"
+            )
+        levels = torch.round((1 - dropout.double()) * _KEEP_LEVELS).clamp(1, _KEEP_LEVELS).long()
+        device = features.device
+        self.upper = (levels - _KEEP_LEVELS // 2 - 1).to(device=device, dtype=torch.int16)
+        self.scale = (_KEEP_LEVELS / levels.double()).to(device=device, dtype=features.dtype)
+        self.active = bool((levels < _KEEP_LEVELS).any())
+
+    def __call__(self, t: Tensor, axis: int, generator: torch.Generator | None) -> Tensor:
+        if not self.active:
+            return t
+        n = t.numel()
+        words = -(-n // 3)
+        # random_ on int64 fills [0, 2^63): three of its four 16-bit lanes are uniform, the most
+        # significant one lacks its top bit. Drawing 64-bit words is ~8x faster than torch.rand.
+        raw = torch.empty(words, dtype=torch.int64, device=t.device).random_(generator=generator)
+        lanes = slice(0, 3) if sys.byteorder == "little" else slice(1, 4)
+        bits = raw.view(torch.int16).view(words, 4)[:, lanes].reshape(-1)[:n].view(t.shape)
+        keep = bits <= _per_network(self.upper, t, axis)
+        return t * keep.to(t.dtype).mul_(_per_network(self.scale, t, axis))
+
+
 def _dense_layer(h: Tensor, w: Tensor, b: Tensor, *, shared: bool) -> Tensor:
     """One dense layer of every network.
 

@@ -1,0 +1,170 @@
+"""Zoo training throughput: batched (weightspace.data.zoo) against a plain per-network loop.
+
+Both train the same networks (hyperparameters sampled as in ``generate_zoo``: optimizer,
+learning rate, L2, dropout, init, activation) from the same initial weights on the same
+minibatches for the same number of steps:
+
+- batched: one :class:`~weightspace.data.zoo.BatchedTrainer` for the whole chunk (grouped
+  convolutions, vectorised optimizers);
+- loop: one ``nn.Module`` per network (with ``nn.Dropout`` after each activation) and its own
+  ``torch.optim`` optimizer, trained one network after the other.
+
+Repetitions alternate between the two; we report medians of networks trained per second
+(training only; evaluation is left out of both).
+
+    python benchmarks/zoo.py [--datasets digits mnist] [--networks 64] [--epochs 1]
+        [--limit-train 1024] [--reps 3] [--threads 1] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import shlex
+import statistics
+import sys
+import time
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from weightspace.data.images import load_images
+from weightspace.data.zoo import (
+    ADAM_BETAS,
+    ADAM_EPS,
+    RMSPROP_ALPHA,
+    RMSPROP_EPS,
+    BatchedTrainer,
+    Hyperparameters,
+    _make_network,
+)
+from weightspace.space.features import WeightSpaceFeatures
+
+
+def loop_module(hp: Hyperparameters) -> nn.Sequential:
+    """The zoo network with dropout after each hidden activation, as the batched trainer has."""
+    act = nn.ReLU if hp.activation == "relu" else nn.Tanh
+    layers: list[nn.Module] = []
+    for c_in in (1, 16, 16):
+        layers += [nn.Conv2d(c_in, 16, 3, stride=2, padding=1), act(), nn.Dropout(hp.dropout)]
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10)]
+    return nn.Sequential(*layers)
+
+
+def loop_optimizer(net: nn.Module, hp: Hyperparameters) -> torch.optim.Optimizer:
+    weights = [p for n, p in net.named_parameters() if n.endswith("weight")]
+    biases = [p for n, p in net.named_parameters() if n.endswith("bias")]
+    groups = [{"params": weights, "weight_decay": 2 * hp.l2}, {"params": biases, "weight_decay": 0}]
+    if hp.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=hp.learning_rate)
+    if hp.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=hp.learning_rate, betas=ADAM_BETAS, eps=ADAM_EPS)
+    return torch.optim.RMSprop(groups, lr=hp.learning_rate, alpha=RMSPROP_ALPHA, eps=RMSPROP_EPS)
+
+
+def run_batched(nets, x, y, idx) -> float:
+    stacked = [torch.stack([n.init[j] for n in nets]) for j in range(len(nets[0].init))]
+    trainer = BatchedTrainer(
+        stacked, [n.hp for n in nets], generator=torch.Generator().manual_seed(0)
+    )
+    start = time.perf_counter()
+    for s in range(idx.shape[1]):
+        trainer.step(x[idx[:, s]], y[idx[:, s]])
+    return time.perf_counter() - start
+
+
+def run_loop(nets, x, y, idx) -> float:
+    modules = []
+    for n in nets:
+        module = loop_module(n.hp)
+        WeightSpaceFeatures.from_tensors([t[None, None] for t in n.init]).load_into(module)
+        modules.append(module.train())
+    start = time.perf_counter()
+    for b, (n, module) in enumerate(zip(nets, modules)):
+        opt = loop_optimizer(module, n.hp)
+        for s in range(idx.shape[1]):
+            batch = idx[b, s]
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(module(x[batch]), y[batch]).backward()
+            opt.step()
+    return time.perf_counter() - start
+
+
+def bench(dataset: str, args: argparse.Namespace) -> dict:
+    limit = args.limit_train if dataset != "digits" else None
+    data = load_images(dataset, limit_train=limit)
+    n_train = data.train_x.shape[0]
+    nets = [_make_network(args.seed, i, n_train) for i in range(args.networks)]
+    steps = args.epochs * math.ceil(n_train / args.batch_size)
+    idx = torch.stack([n.stream.take(steps * args.batch_size) for n in nets])
+    idx = idx.view(args.networks, steps, args.batch_size)
+    times: dict[str, list[float]] = {"batched": [], "loop": []}
+    run_batched(nets[:2], data.train_x, data.train_y, idx[:2, :2])  # warm-up
+    for _ in range(args.reps):
+        times["batched"].append(run_batched(nets, data.train_x, data.train_y, idx))
+        times["loop"].append(run_loop(nets, data.train_x, data.train_y, idx))
+    batched, loop = statistics.median(times["batched"]), statistics.median(times["loop"])
+    return {
+        "dataset": dataset,
+        "image_size": list(data.train_x.shape[2:]),
+        "train_images": n_train,
+        "networks": args.networks,
+        "steps": steps,
+        "batch_size": args.batch_size,
+        "threads": torch.get_num_threads(),
+        "batched_s": times["batched"],
+        "loop_s": times["loop"],
+        "batched_networks_per_s": args.networks / batched,
+        "loop_networks_per_s": args.networks / loop,
+        "speedup": loop / batched,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--datasets", nargs="+", default=["digits", "mnist"])
+    parser.add_argument("--networks", type=int, default=64, help="networks (one chunk)")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "--limit-train", type=int, default=1024, help="train images of 28x28 datasets"
+    )
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default=None, help="also write the results here")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print("# command: " + shlex.join([sys.executable, *sys.argv]))
+    machine = f"{platform.processor() or platform.machine()}, torch {torch.__version__}"
+    print(
+        f"# {args.networks} networks x {args.epochs} epoch(s), batch {args.batch_size}, "
+        f"{args.threads} thread(s), median of {args.reps} interleaved reps; {machine}"
+    )
+    print(
+        "| dataset | train images | steps | batched (networks/s) | loop (networks/s) | speed-up |"
+    )
+    print("|---|---|---|---|---|---|")
+    results = []
+    for dataset in args.datasets:
+        r = bench(dataset, args)
+        results.append(r)
+        size = "x".join(map(str, r["image_size"]))
+        print(
+            f"| {dataset} ({size}) | {r['train_images']} | {r['steps']} | "
+            f"{r['batched_networks_per_s']:.2f} | {r['loop_networks_per_s']:.2f} | "
+            f"{r['speedup']:.1f}x |",
+            flush=True,
+        )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": machine, "args": vars(args), "results": results}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
