@@ -91,7 +91,7 @@ class NetworkSpec:
     --------
     >>> spec = NetworkSpec((2, 32, 32, 1))
     >>> spec.num_layers, spec.num_params
-    (3, 1153)
+    (3, 1185)
     """
 
     widths: tuple[int, ...]

@@ -1,0 +1,1276 @@
+"""Implicit neural representations: one SIREN per image, fitted many at a time and stored.
+
+A SIREN (Sitzmann et al. 2020) maps a pixel's coordinates to its value. Here, as in the NFN
+paper's INR experiments, it is ``2 → 32 → 32 → 1`` with sine activations and ω0 = 30.
+
+The ω0 convention
+-----------------
+Stored weights follow the SIREN reference implementation (and the NFN paper's released SIREN
+datasets): every hidden layer computes ``sin(ω0 · (W h + b))`` and the output layer is linear,
+``W h + b``. So ω0 is applied *inside the activation*, never folded into the weights::
+
+    forward(features, pixel_grid(H, W), activation=siren_activation)  # siren_activation(t) = sin(30 t)
+
+reproduces the image, and so does :func:`siren_module` (``Linear → Sine(30) → Linear → Sine(30)
+→ Linear``) loaded with the same weights. :func:`siren_activation` and :data:`OMEGA_0` are the one
+place this convention lives; :func:`render` applies it.
+
+Coordinates and values
+----------------------
+:func:`pixel_grid` gives the ``(H * W, 2)`` inputs: coordinate 0 runs over rows (top -1 to
+bottom +1), coordinate 1 over columns (left -1 to right +1), pixels in row-major order (the
+``indexing="ij"`` grid of the reference code). Pixel values are in [-1, 1]. PSNR is computed on
+these [-1, 1] values with peak-to-peak 2: ``PSNR = 10 log10(2² / MSE)`` (:func:`psnr`).
+
+Fitting
+-------
+:func:`fit_sirens` fits B SIRENs at once: the weights are stacked ``(B, …)`` tensors, every step
+sees the whole image, and one ``torch.optim.Adam`` runs over the stacked tensors. Adam acts
+entrywise and the summed loss gives each network exactly its own gradient, so this *is* B
+independent fits. Gradients are computed in closed form into preallocated buffers (a SIREN is
+small; autograd and allocation would dominate); the tests check them against autograd through
+:func:`weightspace.functional.forward` and the whole fit against a per-SIREN ``nn.Module`` loop.
+
+Storage
+-------
+:func:`fit_inrs` writes a folder, resumably and shardable under ``torchrun``::
+
+    OUT/inrs.json                       format, spec, dataset, seed, classes, the InrConfig
+    OUT/chunks/chunk-00000.safetensors  "W1" … "W3", "b1" … "b3", each (n_chunk, *shape) float32
+    OUT/chunks/chunk-00000.json         one row per INR: index, label, image_index, source,
+                                        split, copy, seed, psnr
+
+:func:`load_inrs` reads it back as an :class:`InrDataset`. Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import secrets
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from weightspace.data.container import SPLITS
+from weightspace.functional.forward import forward
+from weightspace.space.features import WeightSpaceFeatures
+from weightspace.space.spec import NetworkSpec
+
+if TYPE_CHECKING:
+    from weightspace.data.images import ImageData
+
+__all__ = [
+    "DATASETS",
+    "DEFAULT_LR",
+    "DEFAULT_STEPS",
+    "INR_FORMAT",
+    "OMEGA_0",
+    "SIREN_SPEC",
+    "InrConfig",
+    "InrDataset",
+    "Sine",
+    "fit_inrs",
+    "fit_sirens",
+    "init_sirens",
+    "inr_seed",
+    "load_inrs",
+    "pixel_grid",
+    "psnr",
+    "render",
+    "show_grid",
+    "siren_activation",
+    "siren_module",
+    "source_images",
+]
+
+INR_FORMAT = "weightspace-inrs"
+INR_VERSION = 1
+INR_FILE = "inrs.json"
+CHUNKS_DIR = "chunks"
+
+#: Datasets whose images :func:`fit_inrs` can fit (see :func:`weightspace.data.images.load_images`).
+DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist", "digits")
+
+#: The SIREN frequency: hidden layers compute ``sin(OMEGA_0 * (W h + b))``.
+OMEGA_0 = 30.0
+#: The weight space of every SIREN here: 2 coordinates → 32 → 32 → 1 pixel value.
+SIREN_SPEC = NetworkSpec((2, 32, 32, 1))
+#: Adam steps of :class:`InrConfig` (full image per step). At ``DEFAULT_LR`` this gives a mean
+#: PSNR of 46.8 dB on the first 64 MNIST training images (see ``InrConfig``).
+DEFAULT_STEPS = 500
+#: Adam learning rate of :class:`InrConfig`.
+DEFAULT_LR = 1e-3
+#: ``torch.optim.Adam``'s defaults, written out because the per-SIREN reference must match them.
+ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
+
+_PEAK_TO_PEAK = 2.0  # pixel values live in [-1, 1]
+_SOURCES = ("train", "test")  # which split of the image dataset an INR's image comes from
+
+
+def _chunk_stem(k: int) -> str:
+    return f"chunk-{k:05d}"
+
+
+# ------------------------------------------------------------------ convention
+def siren_activation(t: Tensor) -> Tensor:
+    """The SIREN hidden activation of this package: ``sin(OMEGA_0 * t)``.
+
+    Pass it to :func:`weightspace.functional.forward` to run stored SIRENs: the output layer stays
+    linear (``forward`` applies the activation after every layer but the last).
+    """
+    return torch.sin(OMEGA_0 * t)
+
+
+class Sine(nn.Module):
+    """``sin(w0 * x)``, entrywise and parameter-free (so it fits :class:`NetworkSpec`).
+
+    Shapes
+    ------
+    - input and output: any shape
+    """
+
+    def __init__(self, w0: float = OMEGA_0) -> None:
+        super().__init__()
+        self.w0 = float(w0)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.sin(self.w0 * x)
+
+    def extra_repr(self) -> str:
+        return f"w0={self.w0:g}"
+
+
+def siren_module(*, generator: torch.Generator | None = None) -> nn.Sequential:
+    """One SIREN as a PyTorch module, with the SIREN initialisation.
+
+    ``Linear(2, 32) → Sine(30) → Linear(32, 32) → Sine(30) → Linear(32, 1)``: its weight space is
+    :data:`SIREN_SPEC` and its forward equals :func:`render` / ``forward(…, siren_activation)``
+    on the same weights. Initialised as :func:`init_sirens` (from ``generator`` if given).
+
+    Shapes
+    ------
+    Input ``(N, 2)`` coordinates (:func:`pixel_grid`), output ``(N, 1)`` pixel values.
+    """
+    module = nn.Sequential(
+        nn.Linear(2, 32), Sine(OMEGA_0), nn.Linear(32, 32), Sine(OMEGA_0), nn.Linear(32, 1)
+    )
+    tensors = init_sirens(1, generator=generator)
+    WeightSpaceFeatures.from_tensors([t.unsqueeze(1) for t in tensors]).load_into(module)
+    return module
+
+
+def init_sirens(
+    n: int,
+    *,
+    generator: torch.Generator | None = None,
+    spec: NetworkSpec = SIREN_SPEC,
+    dtype: torch.dtype = torch.float32,
+) -> list[Tensor]:
+    """SIREN initialisation (Sitzmann et al. 2020) of ``n`` networks, drawn one after another.
+
+    For layer i with ``n_{i-1}`` inputs: the first layer's weights are U(-1/n_0, 1/n_0); later
+    layers' weights (the linear output layer included) U(-√(6/n_{i-1})/ω0, √(6/n_{i-1})/ω0).
+    Biases keep ``nn.Linear``'s default, U(-1/√n_{i-1}, 1/√n_{i-1}), as the reference
+    implementation does (it re-initialises only the weights).
+
+    Parameters
+    ----------
+    n:
+        Number of networks.
+    generator:
+        Source of the draws (the global generator if ``None``). Per network, layer by layer: W_i,
+        then b_i.
+    spec:
+        A dense weight space.
+    dtype:
+        Of the returned tensors (draws are made in float64, then cast).
+
+    Returns
+    -------
+    list[Tensor]
+        ``[W_1, …, W_L, b_1, …, b_L]``, each ``(n, *shape)``.
+    """
+    if spec.is_cnn:
+        raise ValueError(f"init_sirens: {spec} has conv layers; a SIREN is dense")
+    per_net: list[list[Tensor]] = []
+    for _ in range(n):
+        weights, biases = [], []
+        for i in range(1, spec.num_layers + 1):
+            n_in, n_out = spec.widths[i - 1], spec.widths[i]
+            w_bound = 1.0 / n_in if i == 1 else math.sqrt(6.0 / n_in) / OMEGA_0
+            b_bound = 1.0 / math.sqrt(n_in)
+            weights.append(_uniform((n_out, n_in), w_bound, generator))
+            biases.append(_uniform((n_out,), b_bound, generator))
+        per_net.append(weights + biases)
+    return [torch.stack(col).to(dtype) for col in zip(*per_net)]
+
+
+def _uniform(shape: tuple[int, ...], bound: float, g: torch.Generator | None) -> Tensor:
+    return (torch.rand(shape, generator=g, dtype=torch.float64) * 2 - 1) * bound
+
+
+def pixel_grid(
+    height: int,
+    width: int,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """The SIREN inputs of an ``height x width`` image: ``(H * W, 2)`` coordinates in [-1, 1]².
+
+    Row-major pixel order; coordinate 0 is the row (``linspace(-1, 1, H)``), coordinate 1 the
+    column (``linspace(-1, 1, W)``), as the reference code's ``indexing="ij"`` grid.
+    """
+    for name, value in (("height", height), ("width", width)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"pixel_grid: {name} must be a positive int, got {value!r}")
+    rows = torch.linspace(-1, 1, height, dtype=dtype, device=device)
+    cols = torch.linspace(-1, 1, width, dtype=dtype, device=device)
+    grid = torch.stack(torch.meshgrid(rows, cols, indexing="ij"), dim=-1)
+    return grid.reshape(height * width, 2)
+
+
+def psnr(prediction: Tensor, target: Tensor) -> Tensor:
+    """Peak signal-to-noise ratio of each image, for values in [-1, 1] (peak-to-peak 2).
+
+    ``PSNR = 10 log10(2² / MSE)`` with the MSE over all but the first axis, computed in float64.
+
+    Shapes
+    ------
+    - prediction, target: ``(B, …)``, the same shape
+    - returns ``(B,)`` float64 (``inf`` for a perfect fit)
+    """
+    if prediction.shape != target.shape or prediction.ndim < 1:
+        raise ValueError(
+            f"psnr: prediction has shape {tuple(prediction.shape)} and target "
+            f"{tuple(target.shape)}; expected the same shape (B, …)"
+        )
+    diff = prediction.detach().double() - target.detach().double()
+    mse = diff.square().reshape(diff.shape[0], -1).mean(dim=1)
+    return 10.0 * torch.log10(_PEAK_TO_PEAK**2 / mse)
+
+
+def render(features: WeightSpaceFeatures, height: int, width: int) -> Tensor:
+    """Render the images that SIRENs describe; differentiable in the weights.
+
+    Runs :func:`weightspace.functional.forward` with :func:`siren_activation` on
+    :func:`pixel_grid` (see the module docstring for the convention).
+
+    Parameters
+    ----------
+    features:
+        B dense networks with 2 inputs and C outputs, 1 channel.
+    height, width:
+        Image size.
+
+    Returns
+    -------
+    Tensor
+        ``(B, C, H, W)`` pixel values (not clipped).
+    """
+    spec = features.spec
+    if spec.is_cnn or spec.widths[0] != 2:
+        raise ValueError(
+            f"render: features are on {spec}; expected a dense network with 2 inputs (a SIREN)"
+        )
+    grid = pixel_grid(height, width, dtype=features.dtype, device=features.device)
+    out = forward(features, grid, siren_activation)  # (B, H * W, C)
+    return out.transpose(1, 2).reshape(features.batch_size, spec.widths[-1], height, width)
+
+
+# ------------------------------------------------------------------ fitting
+class _BatchedSiren:
+    """Closed-form loss gradients of B SIRENs on a shared coordinate grid, in fixed buffers.
+
+    ``u_i = ω0 (h_{i-1} W_iᵀ + b_i)``, ``h_i = sin(u_i)`` for hidden layers, ``out = h_{L-1}
+    W_Lᵀ + b_L``; loss per network ``mean((out - y)²)``. Backward: ``δ_L = 2 (out - y) / (N C)``,
+    ``∂W_i = δ_iᵀ h_{i-1}``, ``∂b_i = Σ_n δ_i``, ``δ_{i-1} = (δ_i W_i) ⊙ ω0 cos(u_{i-1})``.
+    The cosines overwrite the pre-activations, and each δ overwrites the activation it follows.
+    """
+
+    def __init__(self, params: Sequence[Tensor], coords: Tensor) -> None:
+        L = len(params) // 2
+        self.weights, self.biases = list(params[:L]), list(params[L:])
+        B = self.weights[0].shape[0]
+        N = coords.shape[0]
+        self.x = coords.expand(B, N, coords.shape[1])
+        # ∂W_1 as xᵀ δ_1 then transposed: twice as fast as δ_1ᵀ x for 2 inputs.
+        self.xT = coords.T.contiguous().expand(B, coords.shape[1], N)
+        self.g1 = self.weights[0].new_empty(B, coords.shape[1], self.weights[0].shape[1])
+        empty = self.weights[0].new_empty
+        widths = [w.shape[1] for w in self.weights]
+        self.u = [empty(B, N, n) for n in widths[:-1]]  # pre-activations, then ω0-free cosines
+        self.h = [empty(B, N, n) for n in widths[:-1]]  # activations, then δ of the layer
+        self.out = empty(B, N, widths[-1])
+        for p in params:
+            p.grad = torch.empty_like(p)
+
+    @torch.no_grad()
+    def step_gradients(self, target: Tensor) -> Tensor:
+        """Write the gradients into ``.grad``; return the ``(B,)`` losses before the step.
+
+        ``target`` is ``(B, N, C)``.
+        """
+        L = len(self.weights)
+        h_prev = self.x
+        for i in range(L - 1):
+            w, b = self.weights[i], self.biases[i]
+            u = torch.baddbmm(
+                b.unsqueeze(1),
+                h_prev,
+                w.transpose(1, 2).contiguous(),
+                beta=OMEGA_0,
+                alpha=OMEGA_0,
+                out=self.u[i],
+            )
+            torch.sin(u, out=self.h[i])
+            u.cos_()
+            h_prev = self.h[i]
+        w, b = self.weights[-1], self.biases[-1]
+        delta = torch.baddbmm(b.unsqueeze(1), h_prev, w.transpose(1, 2).contiguous(), out=self.out)
+        delta.sub_(target)
+        loss = delta.square().mean(dim=(1, 2))
+        delta.mul_(2.0 / (delta.shape[1] * delta.shape[2]))
+        for i in range(L - 1, -1, -1):
+            torch.sum(delta, dim=1, out=self.biases[i].grad)
+            if i == 0:
+                torch.bmm(self.xT, delta, out=self.g1)
+                self.weights[0].grad.copy_(self.g1.transpose(1, 2))
+                break
+            torch.bmm(delta.transpose(1, 2), self.h[i - 1], out=self.weights[i].grad)
+            scaled = self.weights[i] * OMEGA_0  # (B, n_i, n_{i-1})
+            if scaled.shape[1] == 1:  # an outer product: cheaper as a broadcast multiply
+                nxt = torch.mul(delta, scaled, out=self.h[i - 1])
+            else:
+                nxt = torch.bmm(delta, scaled, out=self.h[i - 1])
+            delta = nxt.mul_(self.u[i - 1])
+        return loss
+
+
+def fit_sirens(
+    images: Tensor,
+    seeds: Sequence[int],
+    *,
+    steps: int = DEFAULT_STEPS,
+    lr: float = DEFAULT_LR,
+    batch_networks: int = 32,
+    spec: NetworkSpec = SIREN_SPEC,
+    progress: bool = False,
+    progress_position: int = 0,
+) -> tuple[WeightSpaceFeatures, Tensor]:
+    """Fit one SIREN per image, ``batch_networks`` at a time, with Adam on stacked weights.
+
+    Network b starts from :func:`init_sirens` drawn from ``torch.Generator().manual_seed(
+    seeds[b])`` and takes ``steps`` Adam steps (``torch.optim.Adam``, lr ``lr``, betas (0.9,
+    0.999), eps 1e-8) on the mean squared error over all pixels of its image. Networks are
+    independent: the result equals a per-SIREN ``nn.Module`` loop (to rounding), whatever
+    ``batch_networks`` is.
+
+    Parameters
+    ----------
+    images:
+        ``(B, C, H, W)`` pixel values in [-1, 1]; their dtype is the fit's dtype.
+    seeds:
+        B non-negative ints, one initialisation seed per image.
+    steps, lr:
+        Adam steps (each on the full image) and learning rate.
+    batch_networks:
+        Networks fitted at once (a speed/memory trade-off only).
+    spec:
+        Dense weight space with 2 inputs and C outputs.
+    progress:
+        Show a tqdm bar over steps.
+
+    Returns
+    -------
+    (features, psnr):
+        The fitted networks, ``(B, 1, …)`` on ``spec``, and their :func:`psnr` ``(B,)`` in dB
+        against ``images``, from :func:`render` of the final weights.
+
+    Raises
+    ------
+    ValueError
+        For images that are not ``(B, C, H, W)`` floats, seeds that do not match B, or a
+        ``spec`` that does not map 2 coordinates to C values.
+    """
+    if not isinstance(images, Tensor) or images.ndim != 4 or not images.is_floating_point():
+        what = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+        raise ValueError(f"fit_sirens: images must be a float (B, C, H, W) tensor, got {what}")
+    B, C, H, W = images.shape
+    if B == 0:
+        raise ValueError("fit_sirens: images hold no image (B = 0)")
+    seeds = [int(s) for s in seeds]
+    if any(s < 0 for s in seeds):
+        raise ValueError(f"fit_sirens: seeds must be non-negative ints, got {min(seeds)}")
+    if len(seeds) != B:
+        raise ValueError(f"fit_sirens: got {len(seeds)} seeds for {B} images; expected one each")
+    if spec.is_cnn or spec.widths[0] != 2 or spec.widths[-1] != C:
+        raise ValueError(
+            f"fit_sirens: {spec} must be dense with 2 inputs and {C} outputs (image channels)"
+        )
+    for name, value, low in (("steps", steps, 0), ("batch_networks", batch_networks, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"fit_sirens: {name} must be an int >= {low}, got {value!r}")
+    if not (isinstance(lr, int | float) and math.isfinite(lr) and lr > 0):
+        raise ValueError(f"fit_sirens: lr must be a positive finite number, got {lr!r}")
+    coords = pixel_grid(H, W, dtype=images.dtype, device=images.device)
+    targets = images.permute(0, 2, 3, 1).reshape(B, H * W, C)
+    parts: list[list[Tensor]] = []
+    bar = _progress(
+        total=steps * math.ceil(B / batch_networks),
+        desc="fit SIRENs",
+        unit="step",
+        leave=False,
+        disable=not progress,
+        position=progress_position,
+    )
+    with bar:
+        for start in range(0, B, batch_networks):
+            stop = min(start + batch_networks, B)
+            init = [
+                init_sirens(1, generator=torch.Generator().manual_seed(s), spec=spec)
+                for s in seeds[start:stop]
+            ]
+            params = [
+                torch.cat(col).to(device=images.device, dtype=images.dtype) for col in zip(*init)
+            ]
+            batch = _BatchedSiren(params, coords)
+            # Adam is entrywise: one optimizer over the stacked tensors is independent fits.
+            opt = torch.optim.Adam(params, lr=lr, betas=ADAM_BETAS, eps=ADAM_EPS, fused=True)
+            target = targets[start:stop]
+            for _ in range(steps):
+                batch.step_gradients(target)
+                opt.step()
+                bar.update(1)
+            parts.append([p.detach() for p in params])
+    tensors = [torch.cat(col).unsqueeze(1) for col in zip(*parts)]
+    features = WeightSpaceFeatures.from_tensors(tensors, spec)
+    with torch.no_grad():
+        scores = psnr(render(features, H, W), images)
+    return features, scores
+
+
+# ------------------------------------------------------------------ config
+@dataclass
+class InrConfig:
+    """What :func:`fit_inrs` builds; stored in ``inrs.json`` and checked on resume.
+
+    Attributes
+    ----------
+    dataset:
+        One of :data:`DATASETS`.
+    out:
+        Output folder (not stored: the folder may move).
+    seed:
+        Non-negative. INR j's initialisation depends only on ``(seed, source, image, copy)``
+        (:func:`inr_seed`), so chunk k's content depends only on the seed and k.
+    limit:
+        Use only the first ``limit`` images of each split (train and test); ``None`` for all.
+    augment:
+        Extra fits of each *training* image (``split == "train"``), each from another seed
+        (copies 1..augment). Validation and test images get one fit.
+    steps, lr:
+        Adam steps on the full image, and learning rate. The defaults reach a mean PSNR of
+        46.8 dB on MNIST (the first 64 training images, worst 38.7 dB; ``python
+        benchmarks/inr.py`` reports it); 300 steps give about 37 dB, 200 about 32 dB.
+    batch_networks:
+        SIRENs fitted at once (speed and memory). Results agree across values to float32
+        rounding (~1e-7), but are bit-identical only for the same value, so a resumed run must
+        keep it.
+    chunk_size:
+        INRs per chunk file; chunk k holds INRs ``[k * chunk_size, (k + 1) * chunk_size)``.
+    val_fraction:
+        The last ``floor(val_fraction * n_train)`` training images (by index) form the
+        validation split; they and their INRs are never augmented.
+
+    Notes
+    -----
+    INR order: every training image (copy 0, by index), then every test image (copy 0), then
+    for each copy c = 1..augment the ``"train"`` images again.
+    """
+
+    dataset: str
+    out: str
+    seed: int = 0
+    limit: int | None = None
+    augment: int = 0
+    steps: int = DEFAULT_STEPS
+    lr: float = DEFAULT_LR
+    batch_networks: int = 32
+    chunk_size: int = 256
+    val_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise ValueError(
+                f"InrConfig.dataset: unknown dataset {self.dataset!r}; expected one of {DATASETS}"
+            )
+        self.out = os.fspath(self.out)
+        for name, low in (
+            ("seed", 0),
+            ("augment", 0),
+            ("steps", 1),
+            ("batch_networks", 1),
+            ("chunk_size", 1),
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"InrConfig.{name} must be an int >= {low}, got {value!r}")
+        if self.limit is not None and (
+            isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1
+        ):
+            raise ValueError(f"InrConfig.limit must be a positive int or None, got {self.limit!r}")
+        if (
+            isinstance(self.lr, bool)
+            or not isinstance(self.lr, int | float)
+            or not math.isfinite(self.lr)
+            or self.lr <= 0
+        ):
+            raise ValueError(f"InrConfig.lr must be a positive finite number, got {self.lr!r}")
+        self.lr = float(self.lr)
+        if (
+            isinstance(self.val_fraction, bool)
+            or not isinstance(self.val_fraction, int | float)
+            or not 0 <= self.val_fraction < 1
+        ):
+            raise ValueError(
+                f"InrConfig.val_fraction must be a number in [0, 1), got {self.val_fraction!r}"
+            )
+        self.val_fraction = float(self.val_fraction)
+
+    def to_json(self) -> dict[str, Any]:
+        """The config as stored in ``inrs.json`` (everything but ``out``)."""
+        d = asdict(self)
+        del d["out"]
+        return d
+
+
+def inr_seed(seed: int, source: str, image_index: int, copy: int) -> int:
+    """The 63-bit initialisation seed of the fit of image ``image_index`` of split ``source``.
+
+    ``source`` is ``"train"`` or ``"test"`` (the split of the image dataset), ``copy`` 0 for the
+    first fit and 1..K for augmentation copies.
+    """
+    if source not in _SOURCES:
+        raise ValueError(f"inr_seed: source must be one of {_SOURCES}, got {source!r}")
+    state = np.random.SeedSequence(
+        [seed, _SOURCES.index(source), image_index, copy]
+    ).generate_state(2, np.uint32)
+    return int((int(state[0]) << 31) ^ int(state[1]))
+
+
+@dataclass(frozen=True)
+class _Item:
+    """One INR to fit: which image, which copy, which split."""
+
+    index: int
+    source: str
+    image_index: int
+    copy: int
+    split: str
+
+
+def _plan(n_train: int, n_test: int, config: InrConfig) -> list[_Item]:
+    """Every INR of a run, in storage order (see :class:`InrConfig`)."""
+    n_val = math.floor(config.val_fraction * n_train)
+    first_val = n_train - n_val
+    keys: list[tuple[str, int, int, str]] = []
+    for i in range(n_train):
+        keys.append(("train", i, 0, "val" if i >= first_val else "train"))
+    keys += [("test", i, 0, "test") for i in range(n_test)]
+    for c in range(1, config.augment + 1):
+        keys += [("train", i, c, "train") for i in range(first_val)]
+    return [_Item(j, *key) for j, key in enumerate(keys)]
+
+
+# ------------------------------------------------------------------ dataset
+@dataclass
+class InrDataset:
+    """N fitted SIRENs with their labels: the input of INR classification.
+
+    Attributes
+    ----------
+    spec:
+        The weight space (:data:`SIREN_SPEC` for this package's SIRENs).
+    features:
+        ``WeightSpaceFeatures`` with batch N and 1 channel (float32).
+    labels:
+        ``(N,)`` int64 class labels.
+    split:
+        ``(N,)`` int64 codes from :data:`weightspace.data.container.SPLITS`.
+    metadata:
+        One dict per INR (label, image index, split, augmentation copy, seed, PSNR, …).
+    info:
+        Provenance: source, dataset, classes, seed, config, package version, …
+    """
+
+    spec: NetworkSpec
+    features: WeightSpaceFeatures
+    labels: Tensor
+    split: Tensor
+    metadata: list[dict[str, Any]]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.features, WeightSpaceFeatures):
+            raise ValueError(
+                f"InrDataset: features must be WeightSpaceFeatures, got {type(self.features).__name__}"
+            )
+        n = self.features.batch_size
+        if self.features.spec != self.spec:
+            raise ValueError(
+                f"InrDataset: features are on {self.features.spec}, spec says {self.spec}"
+            )
+        if self.features.channels != 1:
+            raise ValueError(
+                f"InrDataset: features must have 1 channel, got {self.features.channels}"
+            )
+        for name in ("labels", "split"):
+            value = getattr(self, name)
+            if not isinstance(value, Tensor) or tuple(value.shape) != (n,):
+                shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+                raise ValueError(f"InrDataset: {name} has shape {shape}, expected ({n},)")
+            if value.dtype != torch.int64:
+                raise ValueError(f"InrDataset: {name} is {value.dtype}, expected torch.int64")
+        if len(self.metadata) != n:
+            raise ValueError(f"InrDataset: metadata has {len(self.metadata)} rows for {n} INRs")
+        if n and int(self.labels.min()) < 0:
+            raise ValueError(f"InrDataset: labels hold {int(self.labels.min())}; expected >= 0")
+        bad = set(self.split.unique().tolist()) - set(SPLITS.values())
+        if bad:
+            raise ValueError(
+                f"InrDataset: split holds unknown codes {sorted(bad)}; expected {SPLITS}"
+            )
+
+    def __len__(self) -> int:
+        return self.features.batch_size
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes: ``info["classes"]`` if known, else the largest label + 1."""
+        classes = self.info.get("classes")
+        if classes:
+            return len(classes)
+        return int(self.labels.max()) + 1 if len(self) else 0
+
+    def subset(self, index: Tensor | Sequence[int]) -> InrDataset:
+        """The INRs at ``index`` (a LongTensor, list of ints or boolean mask)."""
+        index = torch.as_tensor(index)
+        if index.dtype == torch.bool:
+            index = index.nonzero().flatten()
+        index = index.to(torch.long)
+        rows = [self.metadata[i] for i in index.tolist()]
+        return InrDataset(
+            self.spec,
+            self.features[index],
+            self.labels[index],
+            self.split[index],
+            rows,
+            dict(self.info),
+        )
+
+    def part(self, name: str) -> InrDataset:
+        """The ``"train"``, ``"val"`` or ``"test"`` INRs."""
+        if name not in SPLITS:
+            raise ValueError(
+                f"InrDataset.part: unknown split {name!r}; expected one of {tuple(SPLITS)}"
+            )
+        return self.subset(self.split == SPLITS[name])
+
+
+# ------------------------------------------------------------------ generation
+def fit_inrs(config: InrConfig, progress: bool = True, *, threads: int | None = None) -> Path:
+    """Fit one SIREN per image of ``config.dataset`` chunk by chunk into ``config.out``.
+
+    Chunks already complete are skipped, so after an interruption the same call continues where
+    it stopped (temp files left by a killed run are removed). Under ``torchrun`` (``RANK`` and
+    ``WORLD_SIZE`` set) rank r fits the chunks k with ``k % WORLD_SIZE == r`` on one thread each
+    and rank 0 writes ``inrs.json``; the merged folder equals a one-process run.
+
+    Parameters
+    ----------
+    config:
+        What to build; ``inrs.json`` records it.
+    progress:
+        Show tqdm progress bars (chunks, and steps within a chunk).
+    threads:
+        Torch threads while fitting; by default 1 under ``torchrun`` and unchanged otherwise.
+        Results are reproducible for a fixed thread count.
+
+    Returns
+    -------
+    Path
+        The output folder.
+
+    Raises
+    ------
+    ValueError
+        For a folder that holds INRs of another config (naming the fields that differ) or a
+        foreign ``inrs.json``, or bad ``RANK``/``WORLD_SIZE``.
+    """
+    if not isinstance(config, InrConfig):
+        raise ValueError(f"fit_inrs: config must be an InrConfig, got {type(config).__name__}")
+    rank, world = _env_int("RANK", 0), _env_int("WORLD_SIZE", 1)
+    if world < 1 or not 0 <= rank < world:
+        raise ValueError(f"fit_inrs: RANK={rank} must lie in 0..WORLD_SIZE-1 (WORLD_SIZE={world})")
+    if threads is None and world > 1:
+        threads = 1
+    out = Path(config.out)
+    header_path = out / INR_FILE
+    if header_path.exists():
+        _check_same_config(header_path, _read_json(header_path), config)
+
+    from weightspace.data.images import load_images
+
+    data = load_images(config.dataset, limit_train=config.limit, limit_test=config.limit)
+    items = _plan(len(data.train_y), len(data.test_y), config)
+    num_chunks = math.ceil(len(items) / config.chunk_size)
+    chunks = out / CHUNKS_DIR
+    chunks.mkdir(parents=True, exist_ok=True)
+    if rank == 0:
+        for tmp in out.glob(f".{INR_FILE}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+        if not header_path.exists():
+            _atomic_write_json(header_path, _header(config, data, len(items), num_chunks))
+    owned = [k for k in range(num_chunks) if k % world == rank]
+    _clean_temp_files(chunks, set(owned))
+
+    def chunk_items(k: int) -> list[_Item]:
+        return items[k * config.chunk_size : (k + 1) * config.chunk_size]
+
+    todo = [k for k in owned if not _chunk_is_complete(chunks, k, chunk_items(k), config.seed)]
+    if not todo:
+        return out
+    with _threads(threads):
+        bar = _progress(
+            total=len(owned),
+            initial=len(owned) - len(todo),
+            desc=f"INRs {config.dataset}" + (f" rank {rank}" if world > 1 else ""),
+            unit="chunk",
+            disable=not progress,
+            position=2 * rank if world > 1 else 0,
+        )
+        with bar:
+            for k in todo:
+                part = chunk_items(k)
+                tensors, rows = _fit_chunk(
+                    config, part, data, progress, position=2 * rank + 1 if world > 1 else 1
+                )
+                stem = chunks / _chunk_stem(k)
+                # Tensors first, rows last: the JSON marks the chunk complete.
+                _atomic_write_safetensors(
+                    stem.with_suffix(".safetensors"),
+                    tensors,
+                    {"format": INR_FORMAT, "chunk": str(k)},
+                )
+                _atomic_write_json(
+                    stem.with_suffix(".json"),
+                    {"format": INR_FORMAT, "version": INR_VERSION, "chunk": k, "rows": rows},
+                )
+                bar.update(1)
+    return out
+
+
+def _fit_chunk(
+    config: InrConfig, items: list[_Item], data: ImageData, progress: bool, position: int
+) -> tuple[dict[str, Tensor], list[dict[str, Any]]]:
+    images = torch.stack(
+        [(data.train_x if it.source == "train" else data.test_x)[it.image_index] for it in items]
+    )
+    labels = [
+        int((data.train_y if it.source == "train" else data.test_y)[it.image_index]) for it in items
+    ]
+    seeds = [inr_seed(config.seed, it.source, it.image_index, it.copy) for it in items]
+    features, scores = fit_sirens(
+        images,
+        seeds,
+        steps=config.steps,
+        lr=config.lr,
+        batch_networks=config.batch_networks,
+        progress=progress,
+        progress_position=position,
+    )
+    tensors = {
+        t.name: x[:, 0].to(torch.float32).contiguous()
+        for t, x in zip(SIREN_SPEC.tensors, features.tensors)
+    }
+    rows = [
+        {
+            "index": it.index,
+            "label": label,
+            "image_index": it.image_index,
+            "source": it.source,
+            "split": it.split,
+            "copy": it.copy,
+            "seed": seed,
+            "psnr": _finite(float(score)),
+        }
+        for it, label, seed, score in zip(items, labels, seeds, scores.tolist())
+    ]
+    return tensors, rows
+
+
+def _header(config: InrConfig, data: ImageData, num_inrs: int, num_chunks: int) -> dict[str, Any]:
+    from weightspace import __version__
+
+    return {
+        "format": INR_FORMAT,
+        "version": INR_VERSION,
+        "spec": {
+            "widths": list(SIREN_SPEC.widths),
+            "kernel_shapes": [list(k) for k in SIREN_SPEC.kernel_shapes],
+        },
+        "activation": f"sin({OMEGA_0:g} * t) after every layer but the last (omega_0 inside)",
+        "omega_0": OMEGA_0,
+        "coordinates": "pixel_grid: (row, column) in [-1, 1], row-major",
+        "psnr": "10 log10(4 / MSE) on [-1, 1] pixel values",
+        "dataset": config.dataset,
+        "classes": list(data.classes),
+        "image_shape": list(data.image_shape),
+        "seed": config.seed,
+        "num_inrs": num_inrs,
+        "chunk_size": config.chunk_size,
+        "num_chunks": num_chunks,
+        "weightspace_version": __version__,
+        "config": config.to_json(),
+    }
+
+
+# ------------------------------------------------------------------ loading
+def load_inrs(path: str | os.PathLike[str]) -> InrDataset:
+    """Read INRs that :func:`fit_inrs` wrote.
+
+    Parameters
+    ----------
+    path:
+        The output folder of :func:`fit_inrs`.
+
+    Returns
+    -------
+    InrDataset
+        ``features`` ``(N, 1, …)`` float32 on :data:`SIREN_SPEC`, ``labels``, ``split`` and one
+        metadata row per INR, in storage order; ``info`` with ``source``, ``dataset``,
+        ``classes``, ``image_shape``, ``seed``, ``config``, ``mean_psnr`` and more.
+
+    Raises
+    ------
+    ValueError
+        Naming the file: a missing or malformed ``inrs.json`` (wrong format, version or an
+        architecture other than :data:`SIREN_SPEC`), missing chunk files (the run is unfinished:
+        re-run :func:`fit_inrs` to resume), a truncated or corrupt safetensors file, tensors whose
+        shapes disagree with ``inrs.json``, rows that do not match the stored INRs, missing or
+        out-of-range labels, unknown splits, or NaN/Inf weights (naming the INR's index).
+    """
+    root = Path(path)
+    header_path = root / INR_FILE
+    if not header_path.exists():
+        raise ValueError(
+            f"{str(header_path)!r} is missing; expected an INR folder written by fit_inrs"
+        )
+    header = _read_json(header_path)
+    if not isinstance(header, dict) or header.get("format") != INR_FORMAT:
+        got = header.get("format") if isinstance(header, dict) else type(header).__name__
+        raise ValueError(f"{str(header_path)!r}: format {got!r}, expected {INR_FORMAT!r}")
+    if header.get("version") != INR_VERSION:
+        raise ValueError(
+            f"{str(header_path)!r}: format version {header.get('version')!r}, expected {INR_VERSION}"
+        )
+    try:
+        spec = NetworkSpec(
+            tuple(header["spec"]["widths"]),
+            tuple(tuple(k) for k in header["spec"]["kernel_shapes"]),
+        )
+        num_inrs, chunk_size = int(header["num_inrs"]), int(header["chunk_size"])
+        classes = [str(c) for c in header["classes"]]
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{str(header_path)!r} is malformed: {err!r}") from None
+    if spec != SIREN_SPEC:
+        raise ValueError(
+            f"{str(header_path)!r}: spec {spec}, expected the SIREN architecture {SIREN_SPEC}"
+        )
+    if num_inrs < 1 or chunk_size < 1 or not classes:
+        raise ValueError(
+            f"{str(header_path)!r}: num_inrs {num_inrs}, chunk_size {chunk_size} and classes "
+            f"{classes} must be positive / non-empty"
+        )
+    num_chunks = math.ceil(num_inrs / chunk_size)
+    chunks = root / CHUNKS_DIR
+    missing = [
+        f"{_chunk_stem(k)}.{ext}"
+        for k in range(num_chunks)
+        for ext in ("safetensors", "json")
+        if not (chunks / f"{_chunk_stem(k)}.{ext}").exists()
+    ]
+    if missing:
+        shown = ", ".join(missing[:6]) + (
+            f" and {len(missing) - 6} more" if len(missing) > 6 else ""
+        )
+        raise ValueError(
+            f"INR folder {str(root)!r} is incomplete: {shown} missing in {str(chunks)!r}; re-run "
+            "fit_inrs with the same config to resume"
+        )
+    parts: list[list[Tensor]] = [[] for _ in SIREN_SPEC.tensors]
+    rows: list[dict[str, Any]] = []
+    for k in range(num_chunks):
+        indices = range(k * chunk_size, min((k + 1) * chunk_size, num_inrs))
+        tensors, chunk_rows = _read_chunk(chunks / _chunk_stem(k), k, indices)
+        st_path = chunks / f"{_chunk_stem(k)}.safetensors"
+        _check_finite(tensors, st_path, indices.start)
+        _check_rows(chunk_rows, chunks / f"{_chunk_stem(k)}.json", len(classes))
+        for j, t in enumerate(SIREN_SPEC.tensors):
+            parts[j].append(tensors[t.name])
+        rows.extend(chunk_rows)
+    features = WeightSpaceFeatures.from_tensors(
+        [torch.cat(p).unsqueeze(1) for p in parts], SIREN_SPEC
+    )
+    labels = torch.tensor([r["label"] for r in rows], dtype=torch.long)
+    split = torch.tensor([SPLITS[r["split"]] for r in rows], dtype=torch.long)
+    scores = [r["psnr"] for r in rows if r.get("psnr") is not None]
+    info = {
+        "source": INR_FORMAT,
+        "root": str(root),
+        "dataset": header.get("dataset"),
+        "classes": classes,
+        "image_shape": header.get("image_shape"),
+        "seed": header.get("seed"),
+        "num_inrs": num_inrs,
+        "mean_psnr": float(np.mean(scores)) if scores else math.nan,
+        "omega_0": header.get("omega_0"),
+        "weightspace_version": header.get("weightspace_version"),
+        "config": header.get("config"),
+    }
+    return InrDataset(SIREN_SPEC, features, labels, split, rows, info)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise ValueError(f"{str(path)!r} is missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{str(path)!r} is not valid JSON: {err}") from None
+
+
+def _read_chunk(
+    stem: Path, k: int, indices: range, seeds: Sequence[int] | None = None
+) -> tuple[dict[str, Tensor], list[dict[str, Any]]]:
+    """Read and check both files of chunk ``k`` (shapes, row count and indices, seeds).
+
+    Raises ``ValueError`` naming the file for anything missing, unreadable or inconsistent.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    st_path, js_path = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+    for p in (st_path, js_path):
+        if not p.exists():
+            raise ValueError(f"{str(p)!r} is missing")
+    doc = _read_json(js_path)
+    rows = doc.get("rows") if isinstance(doc, dict) else None
+    if (
+        not isinstance(rows, list)
+        or doc.get("chunk") != k
+        or not all(isinstance(r, dict) for r in rows)
+    ):
+        raise ValueError(
+            f"{str(js_path)!r}: expected an object with 'chunk': {k} and a 'rows' list of objects"
+        )
+    try:
+        stored = load_file(st_path)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise ValueError(
+            f"{str(st_path)!r} is truncated or corrupt ({err}); delete it and re-run fit_inrs "
+            "with the same config to refit it"
+        ) from None
+    n = len(indices)
+    tensors: dict[str, Tensor] = {}
+    for t in SIREN_SPEC.tensors:
+        if t.name not in stored:
+            raise ValueError(
+                f"{str(st_path)!r} has no tensor {t.name!r}; expected W1..W3 and b1..b3 of "
+                f"{SIREN_SPEC}"
+            )
+        x = stored[t.name]
+        if x.dtype != torch.float32 or tuple(x.shape) != (n, *t.shape):
+            raise ValueError(
+                f"{str(st_path)!r}: tensor {t.name!r} is {x.dtype} {tuple(x.shape)}, expected "
+                f"float32 ({n}, {', '.join(map(str, t.shape))}): {n} SIRENs of {SIREN_SPEC} as "
+                "inrs.json declares"
+            )
+        tensors[t.name] = x
+    if [r.get("index") for r in rows] != list(indices):
+        got = [r.get("index") for r in rows]
+        raise ValueError(
+            f"{str(js_path)!r}: rows have indices {got[:8]}{'…' if len(got) > 8 else ''} "
+            f"({len(got)} rows), expected INRs {indices.start}..{indices.stop - 1} of chunk {k}"
+        )
+    if seeds is not None and [r.get("seed") for r in rows] != list(seeds):
+        raise ValueError(f"{str(js_path)!r}: INR seeds do not belong to this run's seed")
+    return tensors, rows
+
+
+def _check_finite(tensors: dict[str, Tensor], path: Path, first: int) -> None:
+    for name, x in tensors.items():
+        bad = ~torch.isfinite(x.reshape(x.shape[0], -1)).all(dim=1)
+        if bool(bad.any()):
+            j = int(bad.nonzero()[0])
+            raise ValueError(
+                f"{str(path)!r}: tensor {name!r} of INR {first + j} (row {j} of the chunk) holds "
+                "NaN or Inf weights; expected finite SIREN weights (refit it: delete the chunk "
+                "and re-run fit_inrs)"
+            )
+
+
+def _check_rows(rows: list[dict[str, Any]], path: Path, num_classes: int) -> None:
+    for row in rows:
+        label = row.get("label")
+        if isinstance(label, bool) or not isinstance(label, int):
+            raise ValueError(
+                f"{str(path)!r}: INR {row.get('index')} has label {label!r}; expected an int in "
+                f"0..{num_classes - 1}"
+            )
+        if not 0 <= label < num_classes:
+            raise ValueError(
+                f"{str(path)!r}: INR {row.get('index')} has label {label}, out of range "
+                f"0..{num_classes - 1}"
+            )
+        if row.get("split") not in SPLITS:
+            raise ValueError(
+                f"{str(path)!r}: INR {row.get('index')} has split {row.get('split')!r}; expected "
+                f"one of {tuple(SPLITS)}"
+            )
+
+
+# ------------------------------------------------------------------ pictures
+def source_images(dataset: InrDataset, images: ImageData) -> Tensor:
+    """The original image of every INR of ``dataset`` (by its ``source`` and ``image_index``).
+
+    Returns
+    -------
+    Tensor
+        ``(N, 1, H, W)``, aligned with ``dataset``.
+    """
+    out = []
+    for j, row in enumerate(dataset.metadata):
+        source, i = row.get("source"), row.get("image_index")
+        pool = {"train": images.train_x, "test": images.test_x}.get(source)
+        if pool is None or isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(pool):
+            raise ValueError(
+                f"source_images: INR {j} points at image {i!r} of split {source!r}, which "
+                f"{images!r} does not hold"
+            )
+        out.append(pool[i])
+    if not out:
+        return images.train_x[:0]
+    return torch.stack(out)
+
+
+def show_grid(
+    dataset_or_features: InrDataset | WeightSpaceFeatures,
+    images: Tensor | ImageData,
+    path: str | os.PathLike[str],
+    n: int = 16,
+) -> Path:
+    """Write a PNG of originals (upper row of each pair) above their SIREN reconstructions.
+
+    Originals are titled with their class (for an :class:`InrDataset`), reconstructions with
+    their PSNR. Rendering uses :func:`render` (matplotlib's Agg canvas; no display needed).
+
+    Parameters
+    ----------
+    dataset_or_features:
+        SIRENs, an :class:`InrDataset` or 1-channel features on a SIREN weight space.
+    images:
+        The originals: ``(N, C, H, W)`` aligned with the SIRENs, or the :class:`ImageData` the
+        dataset was fitted on (looked up with :func:`source_images`).
+    path:
+        The PNG to write (atomically).
+    n:
+        How many of the first SIRENs to show.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"show_grid: n must be a positive int, got {n!r}")
+    if isinstance(dataset_or_features, InrDataset):
+        n = min(n, len(dataset_or_features))
+        features = dataset_or_features.features
+        if not isinstance(images, Tensor):
+            images = source_images(dataset_or_features.subset(list(range(n))), images)
+        classes = dataset_or_features.info.get("classes") or []
+        titles = [
+            f"{classes[y] if y < len(classes) else y}"
+            for y in dataset_or_features.labels[:n].tolist()
+        ]
+    elif isinstance(dataset_or_features, WeightSpaceFeatures):
+        features = dataset_or_features
+        n = min(n, features.batch_size)
+        titles = ["original"] * n
+    else:
+        raise ValueError(
+            "show_grid: expected an InrDataset or WeightSpaceFeatures, got "
+            f"{type(dataset_or_features).__name__}"
+        )
+    if not isinstance(images, Tensor):
+        raise ValueError(
+            "show_grid: images must be a (N, C, H, W) tensor (an ImageData needs an InrDataset)"
+        )
+    if images.ndim != 4 or images.shape[0] < n:
+        raise ValueError(
+            f"show_grid: images have shape {tuple(images.shape)}; expected (N, C, H, W) with at "
+            f"least {n} images aligned with the SIRENs"
+        )
+    originals = images[:n].detach().float().cpu()
+    H, W = originals.shape[2:]
+    with torch.no_grad():
+        recon = render(features[:n].to(torch.float32), H, W).cpu()
+    scores = psnr(recon, originals)
+    cols = min(n, 8)
+    pairs = math.ceil(n / cols)
+    fig = Figure(figsize=(1.3 * cols, 2.8 * pairs))
+    FigureCanvasAgg(fig)
+    for j in range(n):
+        r, c = divmod(j, cols)
+        for k, (img, title) in enumerate(
+            ((originals[j], titles[j]), (recon[j], f"{float(scores[j]):.1f} dB"))
+        ):
+            ax = fig.add_subplot(2 * pairs, cols, (2 * r + k) * cols + c + 1)
+            shown = img.clamp(-1, 1)
+            shown = shown[0] if shown.shape[0] == 1 else shown.permute(1, 2, 0) * 0.5 + 0.5
+            ax.imshow(shown.numpy(), cmap="gray", vmin=-1, vmax=1)
+            ax.set_title(title, fontsize=7)
+            ax.axis("off")
+    fig.suptitle(
+        "originals (upper, with labels) and SIREN reconstructions with PSNR (lower)", fontsize=8
+    )
+    fig.tight_layout()
+    path = Path(path)
+    _atomic_write_bytes(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    return path
+
+
+# ------------------------------------------------------------------ helpers
+def _finite(value: float) -> float | None:
+    """A number for JSON: ``None`` stands for NaN/Inf (JSON has no such numbers)."""
+    return value if math.isfinite(value) else None
+
+
+def _progress(**kwargs: Any) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(**kwargs)
+
+
+@contextmanager
+def _threads(n: int | None) -> Iterator[None]:
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={value!r} must be an integer") from None
+
+
+def _atomic_write_bytes(path: Path, write: Any) -> None:
+    """Write through a temp file in the same folder, fsync it, then ``os.replace`` it in place.
+
+    The temp name ``.{name}.{pid}-{random}.tmp`` never looks like a finished file, so a killed
+    run leaves nothing that a reader or a resumed run would take for data.
+    """
+    tmp = path.parent / f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _atomic_write_json(path: Path, obj: Any) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "x", encoding="utf-8") as f:
+            json.dump(obj, f, indent=1, allow_nan=False)
+            f.write("\n")
+
+    _atomic_write_bytes(path, write)
+
+
+def _atomic_write_safetensors(path: Path, tensors: dict[str, Tensor], meta: dict[str, str]) -> None:
+    from safetensors.torch import save_file
+
+    _atomic_write_bytes(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+
+
+def _check_same_config(path: Path, stored: Any, config: InrConfig) -> None:
+    if not isinstance(stored, dict) or stored.get("format") != INR_FORMAT:
+        got = stored.get("format") if isinstance(stored, dict) else type(stored).__name__
+        raise ValueError(
+            f"{str(path)!r} is not a weightspace INR folder (format {got!r}, expected "
+            f"{INR_FORMAT!r}); choose another output folder"
+        )
+    old = stored.get("config")
+    if not isinstance(old, dict):
+        raise ValueError(f"{str(path)!r} holds no 'config' object; expected the InrConfig")
+    new = config.to_json()
+    names = [f.name for f in fields(InrConfig) if f.name != "out"]
+    diff = [
+        f"{n}: stored {old.get(n)!r}, requested {new[n]!r}" for n in names if old.get(n) != new[n]
+    ]
+    if diff:
+        raise ValueError(
+            f"{str(path)!r} was fitted with another config ({'; '.join(diff)}); use another "
+            "output folder or the stored config to resume"
+        )
+
+
+def _chunk_is_complete(folder: Path, k: int, items: list[_Item], seed: int) -> bool:
+    """Whether chunk ``k`` was fully written for this run (both files, readable, matching)."""
+    if not items:
+        return True
+    indices = range(items[0].index, items[-1].index + 1)
+    seeds = [inr_seed(seed, it.source, it.image_index, it.copy) for it in items]
+    try:
+        _read_chunk(folder / _chunk_stem(k), k, indices, seeds)
+    except ValueError:
+        return False
+    return True
+
+
+def _clean_temp_files(folder: Path, owned: set[int]) -> None:
+    """Remove temp files of chunks this process owns (another rank may be writing the rest)."""
+    for tmp in folder.glob(".chunk-*.tmp"):
+        match = re.match(r"^\.chunk-(\d+)\.", tmp.name)
+        if match and int(match.group(1)) in owned:
+            tmp.unlink(missing_ok=True)
