@@ -123,30 +123,31 @@ class NFLinearFunction(torch.autograd.Function):
         B = xs[0].shape[0]
         averages = [_averages(lay, x) for lay, x in zip(plan.tensors, xs)]
         results: dict[tuple[IndexSet, int], Tensor] = {}
-        owned: set[tuple[IndexSet, int]] = set()
+        products: dict[int, tuple[Tensor, Tensor]] = {}  # pair terms, computed last
         saved: list[Tensor] = []
         for s, w in zip(plan.sets, weights):
             ts = plan.members[s]
             q = _cat([averages[t][s] for t in ts])
+            saved.append(q)
             if not s:
                 y = torch.addmm(bias, q, w.t())
-                saved.append(q)
             elif len(s) == 1:
-                rows = _as_rows(q)
+                saved[-1] = rows = _as_rows(q)
                 y = (rows @ w.t()).view(B, q.shape[2], -1).transpose(1, 2)
-                saved.append(rows)
             else:
-                y = torch.bmm(w.expand(B, -1, -1), q)
-                saved.append(q)
-            if len(ts) == 1:
-                results[(s, ts[0])] = y
-                owned.add((s, ts[0]))
-            else:
-                results.update(zip(((s, t) for t in ts), y.split(plan.out_sizes(s), dim=1)))
+                # Only W_i carries both of its layers: its own product, accumulated into below.
+                products[ts[0]] = (w, q)
+                continue
+            results.update(zip(((s, t) for t in ts), y.split(plan.out_sizes(s), dim=1)))
         outputs = []
         for t, sets in enumerate(plan.sets_of):
-            terms = [results[(s, t)].reshape(plan.broadcast_view(t, s, B)) for s in sets]
-            outputs.append(_accumulate(terms, in_place=(sets[0], t) in owned))
+            terms = [results[(s, t)].reshape(plan.broadcast_view(t, s, B)) for s in sets if (s, t) in results]
+            if t in products:
+                w, q = products[t]
+                out = _broadcast_sum(terms).flatten(2).baddbmm_(w.expand(B, -1, -1), q)
+                outputs.append(out.view(B, -1, *plan.tensors[t].permuted_shape))
+            else:
+                outputs.append(_accumulate(terms))
         ctx.plan, ctx.n_inputs = plan, n_inputs
         ctx.save_for_backward(*xs, *weights, *saved)
         return tuple(outputs)
@@ -180,6 +181,7 @@ class NFLinearFunction(torch.autograd.Function):
         grad_weights: list[Tensor | None] = []
         grad_bias: Tensor | None = None
         pieces: dict[tuple[IndexSet, int], Tensor] = {}
+        products: dict[int, tuple[Tensor, Tensor]] = {}
         for s, w, q in zip(plan.sets, weights, saved):
             ts = plan.members[s]
             G = _cat([term_grads[(s, t)] for t in ts])
@@ -194,35 +196,48 @@ class NFLinearFunction(torch.autograd.Function):
                 gq = (rows @ w).view(B, G.shape[2], -1).transpose(1, 2) if want_x else None
             else:
                 grad_weights.append(torch.bmm(G, q.transpose(1, 2)).sum(0))
-                gq = torch.bmm(w.t().expand(B, -1, -1), G) if want_x else None
+                products[ts[0]] = (w, G)
+                continue
             if gq is not None:
-                chunks = (gq,) if len(ts) == 1 else gq.split(plan.in_sizes(s), dim=1)
-                pieces.update(zip(((s, t) for t in ts), chunks))
+                pieces.update(zip(((s, t) for t in ts), gq.split(plan.in_sizes(s), dim=1)))
         grad_xs: list[Tensor | None] = []
         for t, lay in enumerate(plan.tensors):
             if not need_x[t]:
                 grad_xs.append(None)
                 continue
-            grad_xs.append(_input_grad(lay, {s: pieces[(s, t)] for s in plan.sets_of[t]}, B))
+            terms = [_scaled(lay, s, pieces[(s, t)], B) for s in plan.sets_of[t] if (s, t) in pieces]
+            if t in products:
+                w, G = products[t]
+                grad = _broadcast_sum(terms).flatten(2).baddbmm_(w.t().expand(B, -1, -1), G)
+                grad_xs.append(grad.view(B, -1, *lay.permuted_shape))
+            else:
+                grad_xs.append(_accumulate(terms))
         return (None, None, *grad_xs, *grad_weights, grad_bias)
 
 
-def _accumulate(terms: list[Tensor], in_place: bool) -> Tensor:
-    """Sum terms whose first is full-shaped and the rest broadcast, in few full-size passes.
-
-    The global term (all trailing axes 1) is folded into a small term first, so a weight under NP
-    costs two full-size passes instead of three. The first term is only written into when it is
-    this output's own matrix product (``in_place``), never a slice shared with other outputs.
-    """
+def _accumulate(terms: list[Tensor]) -> Tensor:
+    """Sum terms whose first is full-shaped (a slice shared with other outputs: never written
+    into) and the rest broadcast, into a fresh tensor."""
     full, rest = terms[0], terms[1:]
     if not rest:
-        return full if in_place else full.clone()
-    if len(rest) > 1 and all(s == 1 for s in rest[-1].shape[2:]):
-        rest = [rest[0] + rest[-1], *rest[1:-1]]
-    out = full.add_(rest[0]) if in_place else full + rest[0]
+        return full.clone()
+    out = full + rest[0]
     for term in rest[1:]:
         out.add_(term)
     return out
+
+
+def _broadcast_sum(terms: list[Tensor]) -> Tensor:
+    """Materialise the sum of a weight's row, column and global terms as one fresh tensor.
+
+    The pair term's matrix product is then accumulated into it (``baddbmm_``): one full-size
+    write for the broadcasts and one product, instead of a product and two broadcast passes.
+    """
+    by_rank = sorted(terms, key=lambda t: t.shape[2:].numel())
+    small = by_rank[0]
+    for term in by_rank[1:-1]:
+        small = small + term  # still small: the global term folds into a row or column term
+    return small + by_rank[-1]
 
 
 def _sums(lay: TensorLayout, g: Tensor) -> dict[IndexSet, Tensor]:
@@ -236,16 +251,12 @@ def _sums(lay: TensorLayout, g: Tensor) -> dict[IndexSet, Tensor]:
     return {(): g}
 
 
-def _input_grad(lay: TensorLayout, pieces: dict[IndexSet, Tensor], batch: int) -> Tensor:
-    """Gradient of one canonical input from the gradients of its averages (one per index set)."""
-    layers = lay.permuted_layers
-    if len(layers) == 2:
-        n, m = lay.permuted_shape
-        full = pieces[layers].reshape(batch, -1, n, m)
-        rows = pieces[layers[:1]] / m + pieces[()].unsqueeze(2) / (n * m)
-        # full is this input's own fresh matrix-product gradient: accumulate in place.
-        return full.add_(rows.unsqueeze(3)).add_(pieces[layers[1:]].unsqueeze(2) / n)
-    if len(layers) == 1:
-        # A disjoint chunk of a fresh gradient (or all of it): safe to write into.
-        return pieces[layers].add_(pieces[()].unsqueeze(2) / lay.permuted_shape[0])
-    return pieces[()]
+def _scaled(lay: TensorLayout, s: IndexSet, piece: Tensor, batch: int) -> Tensor:
+    """Gradient of an S-average, spread back: divided by the count averaged over, broadcastable."""
+    count = 1
+    for layer, size in zip(lay.permuted_layers, lay.permuted_shape):
+        if layer not in s:
+            count *= size
+    sizes = [n if layer in s else 1 for layer, n in zip(lay.permuted_layers, lay.permuted_shape)]
+    piece = piece.reshape(batch, -1, *sizes)
+    return piece / count if count > 1 else piece
