@@ -22,7 +22,7 @@ test: $(VENV)/.installed
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 demo: $(VENV)/.installed
-	$(PY) examples/quickstart.py
+	$(VENV)/bin/weightspace demo
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check src tests benchmarks examples

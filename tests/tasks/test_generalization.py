@@ -1,0 +1,186 @@
+import json
+import math
+
+import pytest
+import torch
+
+from weightspace import NetworkSpec, WeightSpaceFeatures
+from weightspace.data.container import Zoo, fixed_split
+from weightspace.tasks.generalization import (
+    GeneralizationConfig,
+    build_predictor,
+    detect_zoo_kind,
+    evaluate,
+    load_any_zoo,
+    run_generalization,
+)
+from weightspace.tasks.metrics import kendall_tau
+
+SPEC = NetworkSpec((1, 4, 4, 3), ((3, 3), (3, 3), ()))
+
+
+def synthetic_zoo(n: int = 150, spec: NetworkSpec = SPEC, seed: int = 0) -> Zoo:
+    """Networks whose weights have a per-network scale; accuracy rises with the scale.
+
+    An invariant model can read the scale off the weights (e.g. the mean of relu(w)), so a
+    predictor that learns anything ranks these networks well.
+    """
+    g = torch.Generator().manual_seed(seed)
+    log_scale = torch.rand(n, generator=g) * 2 - 1.5
+    tensors = [
+        log_scale.exp().view(n, 1, *[1] * len(t.shape)) * torch.randn(n, 1, *t.shape, generator=g)
+        for t in spec.tensors
+    ]
+    features = WeightSpaceFeatures.from_tensors(tensors, spec)
+    accuracy = 0.1 + 0.8 * torch.sigmoid(3 * (log_scale + 0.5))
+    accuracy = (accuracy + 0.02 * torch.randn(n, generator=g)).clamp(0, 1)
+    return Zoo(
+        spec,
+        features,
+        accuracy,
+        [{"i": i} for i in range(n)],
+        fixed_split(n, seed),
+        {"path": "syn"},
+    )
+
+
+def small(model: str, out, **overrides) -> GeneralizationConfig:
+    kwargs = {
+        "zoo": "synthetic",
+        "epochs": 4,
+        "batch_size": 16,
+        "lr": 3e-3,
+        "hidden_channels": (8, 8),
+        "head_hidden": (32,),
+        **overrides,
+    }
+    return GeneralizationConfig(model=model, out=str(out), **kwargs)
+
+
+@pytest.fixture(scope="module")
+def zoo() -> Zoo:
+    return synthetic_zoo()
+
+
+@pytest.fixture(scope="module")
+def hnp_run(zoo, tmp_path_factory):
+    out = tmp_path_factory.mktemp("gen") / "hnp"
+    metrics = run_generalization(small("hnp", out), zoo=zoo, progress=False)
+    return out, metrics
+
+
+def test_hnp_beats_a_constant_predictor(zoo, hnp_run):
+    _, metrics = hnp_run
+    test = zoo.part("test")
+    constant = torch.full((len(test),), float(zoo.part("train").test_accuracy.mean()))
+    assert math.isnan(kendall_tau(constant, test.test_accuracy))  # ranks nothing
+    assert metrics["kendall_tau"] > 0.5
+    assert metrics["mae"] < float((constant - test.test_accuracy).abs().mean())
+
+
+def test_run_files_and_metrics(zoo, hnp_run):
+    out, metrics = hnp_run
+    for name in ("config.json", "metrics.jsonl", "checkpoint.pt", "best.pt", "scatter.png"):
+        assert (out / name).is_file(), name
+    assert (out / "scatter.png").read_bytes()[:4] == b"\x89PNG"
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved == metrics
+    assert {"kendall_tau", "r2", "mae", "n_test", "dropped", "model", "seed"} <= saved.keys()
+    assert saved["n_test"] == len(zoo.part("test")) and saved["dropped"] == 0
+    assert (saved["model"], saved["seed"]) == ("hnp", 0)
+    assert 1 <= saved["best_epoch"] <= saved["epochs_run"] == 4
+    rows = (out / "predictions.csv").read_text().splitlines()
+    assert rows[0] == "actual,predicted" and len(rows) == saved["n_test"] + 1
+    task = json.loads((out / "config.json").read_text())["task"]
+    assert task["task"] == "generalization" and task["model"] == "hnp"
+    assert task["spec"] == {"widths": [1, 4, 4, 3], "kernel_shapes": [[3, 3], [3, 3], []]}
+    assert task["hidden_channels"] == [8, 8] and task["head_hidden"] == [32]
+
+
+def test_evaluate_reproduces_metrics(zoo, hnp_run):
+    out, metrics = hnp_run
+    again = evaluate(out, zoo)
+    for key in ("kendall_tau", "r2", "mae"):
+        assert again[key] == pytest.approx(metrics[key], abs=1e-6)
+    assert again["n_test"] == metrics["n_test"]
+    assert json.loads((out / "metrics.json").read_text())["kendall_tau"] == again["kendall_tau"]
+
+
+def test_rerun_resumes_and_rescores(zoo, hnp_run):
+    out, metrics = hnp_run
+    again = run_generalization(small("hnp", out), zoo=zoo, progress=False)
+    assert again["kendall_tau"] == pytest.approx(metrics["kendall_tau"], abs=1e-6)
+    assert again["epochs_run"] == 4
+    with pytest.raises(ValueError, match=r"task\.lr: 0\.003 in config\.json, 0\.01 now"):
+        run_generalization(small("hnp", out, lr=1e-2), zoo=zoo, progress=False)
+
+
+def test_evaluate_refuses_another_architecture(hnp_run):
+    out, _ = hnp_run
+    other = synthetic_zoo(40, NetworkSpec((1, 5, 4, 3), ((3, 3), (3, 3), ())))
+    with pytest.raises(ValueError) as err:
+        evaluate(out, other)
+    message = str(err.value)
+    assert "widths=(1, 5, 4, 3)" in message and "widths=(1, 4, 4, 3)" in message
+    assert "trained on" in message
+
+
+@pytest.mark.parametrize("model", ["np", "statnet", "mlp"])
+def test_other_predictors_train(zoo, tmp_path, model):
+    metrics = run_generalization(small(model, tmp_path, epochs=2), zoo=zoo, progress=False)
+    assert metrics["model"] == model
+    assert math.isfinite(metrics["mae"]) and -1 <= metrics["kendall_tau"] <= 1
+    assert evaluate(tmp_path, zoo)["mae"] == pytest.approx(metrics["mae"], abs=1e-6)
+
+
+def test_diverged_networks_are_dropped_and_counted(tmp_path, capsys):
+    zoo = synthetic_zoo(60)
+    zoo.features.weights[0][[3, 7]] = float("nan")
+    zoo.test_accuracy[11] = float("inf")
+    metrics = run_generalization(small("statnet", tmp_path, epochs=1), zoo=zoo, progress=False)
+    assert metrics["dropped"] == 3
+    assert json.loads((tmp_path / "metrics.json").read_text())["dropped"] == 3
+    assert "dropped 3 diverged" in capsys.readouterr().out
+    assert metrics["n_train"] + metrics["n_val"] + metrics["n_test"] == 57
+
+
+def test_predictors_are_invariant(zoo):
+    from weightspace import symmetry
+
+    x = zoo.features[:4]
+    g = symmetry.sample(SPEC, "hnp")
+    for name in ("hnp", "np", "statnet"):
+        torch.manual_seed(0)
+        model = build_predictor(name, SPEC, (4, 4), (8,))
+        assert model(x).shape == (4, 1)
+        assert torch.allclose(model(x.permute(g)), model(x), atol=1e-5), name
+
+
+def test_errors(tmp_path, zoo):
+    with pytest.raises(ValueError, match=r"unknown model 'cnn'; expected one of \('hnp', 'np'"):
+        GeneralizationConfig(zoo="z", model="cnn", out="o")
+    with pytest.raises(ValueError, match="zoo_kind"):
+        GeneralizationConfig(zoo="z", model="hnp", out="o", zoo_kind="tf")
+    missing = tmp_path / "missing"
+    with pytest.raises(ValueError, match=r"zoo folder .*missing' does not exist"):
+        run_generalization(small("hnp", tmp_path / "run", zoo=str(missing)), progress=False)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match=r"is not a zoo: expected weights\.npy"):
+        load_any_zoo(empty)
+    with pytest.raises(ValueError, match=r"config\.json is missing"):
+        evaluate(empty, zoo)
+    with pytest.raises(ValueError, match="need at least 2"):
+        run_generalization(small("hnp", tmp_path / "tiny"), zoo=synthetic_zoo(4), progress=False)
+
+
+def test_detect_zoo_kind(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "weights.npy").write_bytes(b"")
+    assert detect_zoo_kind(tmp_path / "a") == "small-cnn-zoo"
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "zoo.json").write_text("{}")
+    assert detect_zoo_kind(tmp_path / "b") == "weightspace"
+    (tmp_path / "c").write_text("")
+    with pytest.raises(ValueError, match="is not a folder"):
+        detect_zoo_kind(tmp_path / "c")

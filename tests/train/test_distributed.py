@@ -1,0 +1,108 @@
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from weightspace.train import distributed
+
+TORCHRUN = Path(sys.executable).parent / "torchrun"
+
+_SCRIPT = """
+import sys
+import torch
+from torch import nn
+from weightspace.train import TrainConfig, cleanup_distributed, fit, init_distributed
+
+rank, world, device = init_distributed()
+torch.set_num_threads(1)
+out = sys.argv[1]
+g = torch.Generator().manual_seed(0)
+x = torch.randn(45, 4, generator=g)
+y = x @ torch.randn(4, generator=g)
+items = list(zip(x, y))
+torch.manual_seed(100 + rank)  # other initial weights on each rank: DDP must broadcast rank 0's
+model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+mse = lambda o, t: ((o.reshape(-1) - t) ** 2).mean()
+seen = []
+
+def metric(o, t):
+    seen.append(t.clone())
+    return -float(mse(o, t))
+
+result = fit(model, items[:32], items[32:], loss_fn=mse, metric_fn=metric,
+             config=TrainConfig(epochs=3, batch_size=4, lr=1e-2, progress=False),
+             run_dir=out + "/run", restore_best=False)
+torch.save({
+    "params": model.state_dict(),
+    "world": world,
+    "device": str(device),
+    "val_targets": torch.stack(seen),  # what metric_fn saw: the whole val set, in order
+    "history": [r["val_metric"] for r in result.history],
+}, f"{out}/rank{rank}.pt")
+cleanup_distributed()
+"""
+
+
+@pytest.mark.skipif(not TORCHRUN.exists(), reason=f"torchrun not found next to {sys.executable}")
+def test_two_processes_train_in_step(tmp_path):
+    script = tmp_path / "ddp.py"
+    script.write_text(textwrap.dedent(_SCRIPT))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run(
+        [str(TORCHRUN), "--standalone", "--nproc_per_node", "2", str(script), str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    assert [r["world"] for r in ranks] == [2, 2]
+    assert [r["device"] for r in ranks] == ["cpu", "cpu"]
+    for key, value in ranks[0]["params"].items():
+        assert torch.equal(value, ranks[1]["params"][key]), key
+    run = tmp_path / "run"
+    assert sorted(p.name for p in run.iterdir()) == [
+        "best.pt",
+        "checkpoint.pt",
+        "config.json",
+        "metrics.jsonl",
+    ]
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    # Validation outputs are gathered from both ranks: 13 targets in dataset order, no padding.
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(45, 4, generator=g)
+    y = x @ torch.randn(4, generator=g)
+    for r in ranks:
+        assert r["val_targets"].shape == (3, 13)
+        assert torch.equal(r["val_targets"], y[32:].expand(3, 13))
+        assert r["history"] == [row["val_metric"] for row in rows]
+    final = torch.load(run / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(final[k], v) for k, v in ranks[0]["params"].items())
+
+
+def test_single_process_defaults(monkeypatch):
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    rank, world, device = distributed.init_distributed()
+    assert (rank, world) == (0, 1)
+    assert device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert not distributed.is_distributed() and distributed.is_main_process()
+    local = torch.arange(6.0).reshape(3, 2)
+    assert torch.equal(distributed.gather_ordered(local, 2), local[:2])
+
+
+def test_bad_environment(monkeypatch):
+    monkeypatch.setenv("RANK", "two")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="RANK='two' must be an integer"):
+        distributed.init_distributed()
+    monkeypatch.setenv("RANK", "3")
+    with pytest.raises(ValueError, match=r"RANK=3 must lie in \[0, WORLD_SIZE=2\)"):
+        distributed.init_distributed()

@@ -1,0 +1,313 @@
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from weightspace.train import FitResult, TrainConfig, fit, load_checkpoint, predict
+
+
+def make_data(n: int = 48, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 4, generator=g)
+    y = x @ torch.randn(4, generator=g) + 0.1 * torch.randn(n, generator=g)
+    return list(zip(x, y))
+
+
+def make_model(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, 1))
+
+
+def mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return ((out.reshape(-1) - y) ** 2).mean()
+
+
+def neg_mse(out: torch.Tensor, y: torch.Tensor) -> float:
+    return -float(mse(out, y))
+
+
+def scripted(values: list[float]):
+    """A metric that reports ``values`` in turn, one per validation pass."""
+    it = iter(values)
+    return lambda out, y: next(it)
+
+
+def run(tmp_path: Path, name: str = "run", *, metric_fn=neg_mse, model=None, **overrides):
+    cfg = {"epochs": 3, "batch_size": 8, "lr": 1e-2, "progress": False, **overrides}
+    data = make_data()
+    return fit(
+        model if model is not None else make_model(),
+        data[:32],
+        data[32:],
+        loss_fn=mse,
+        metric_fn=metric_fn,
+        config=TrainConfig(**cfg),
+        run_dir=tmp_path / name,
+        task_config={"task": "toy", "width": 16},
+    )
+
+
+def read_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def states_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_writes_run_files(tmp_path):
+    result = run(tmp_path)
+    run_dir = tmp_path / "run"
+    assert isinstance(result, FitResult)
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "best.pt",
+        "checkpoint.pt",
+        "config.json",
+        "metrics.jsonl",
+    ]
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["task"] == {"task": "toy", "width": 16}
+    assert config["train"]["epochs"] == 3 and config["train"]["lr"] == 1e-2
+    rows = read_lines(run_dir / "metrics.jsonl")
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    for r in rows:
+        assert {"epoch", "train_loss", "val_loss", "val_metric", "time"} <= r.keys()
+        assert r["val_metric"] == pytest.approx(-r["val_loss"])
+    assert result.history == rows
+    assert result.best_metric == max(r["val_metric"] for r in rows)
+    assert rows[0]["train_loss"] > rows[-1]["train_loss"]  # it learns
+    # Checkpoints are plain data, readable with weights_only=True.
+    ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert ckpt["epoch"] == 3 and ckpt["bad_epochs"] >= 0
+    assert isinstance(ckpt["rng"]["torch"], torch.Tensor)
+    assert torch.load(run_dir / "best.pt", weights_only=True)["epoch"] == result.best_epoch
+
+
+def test_best_checkpoint_is_restored(tmp_path):
+    model = make_model()
+    result = run(tmp_path, model=model, metric_fn=scripted([0.1, 0.5, 0.3, 0.2]), epochs=4)
+    assert (result.best_epoch, result.best_metric) == (2, 0.5)
+    best = load_checkpoint(tmp_path / "run" / "best.pt")
+    last = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert best["epoch"] == 2 and last["epoch"] == 4
+    assert states_equal(model.state_dict(), best["model"])
+    assert not states_equal(best["model"], last["model"])
+
+
+def test_lower_is_better(tmp_path):
+    data = make_data()
+    result = fit(
+        make_model(),
+        data[:32],
+        data[32:],
+        loss_fn=mse,
+        metric_fn=scripted([0.3, 0.1, 0.2]),
+        higher_is_better=False,
+        config=TrainConfig(epochs=3, batch_size=8, progress=False),
+        run_dir=tmp_path / "run",
+    )
+    assert (result.best_epoch, result.best_metric) == (2, 0.1)
+
+
+def test_early_stopping_and_rerun_after_it(tmp_path):
+    result = run(tmp_path, metric_fn=scripted([0.5, 0.4, 0.3, 0.2, 0.1]), epochs=5, patience=2)
+    assert result.stopped_early and result.epochs_run == 3
+    assert (result.best_epoch, result.best_metric) == (1, 0.5)
+    assert len(read_lines(tmp_path / "run" / "metrics.jsonl")) == 3
+    again = run(tmp_path, metric_fn=scripted([]), epochs=5, patience=2)  # trains nothing
+    assert again.resumed_from == 3 and again.epochs_run == 3 and again.stopped_early
+
+
+def test_undefined_metric_never_counts_as_best(tmp_path):
+    nan = float("nan")
+    result = run(tmp_path, "a", metric_fn=scripted([nan, 0.2, nan, 0.1]), epochs=4)
+    assert (result.best_epoch, result.best_metric) == (2, 0.2)
+    rows = read_lines(tmp_path / "a" / "metrics.jsonl")
+    assert rows[0]["val_metric"] is None  # NaN is written as null: the file stays valid JSON
+    result = run(tmp_path, "b", metric_fn=scripted([nan, nan]), epochs=2, patience=1)
+    assert result.best_metric is None and result.best_epoch == 1
+    assert result.stopped_early and result.epochs_run == 1
+    assert (tmp_path / "b" / "best.pt").exists()
+
+
+def test_without_validation_keeps_last(tmp_path):
+    model = make_model()
+    data = make_data()
+    result = fit(
+        model,
+        data,
+        None,
+        loss_fn=mse,
+        config=TrainConfig(epochs=2, batch_size=8, patience=1, progress=False),
+        run_dir=tmp_path / "run",
+    )
+    assert result.best_epoch == 2 and result.best_metric is None and not result.stopped_early
+    assert read_lines(tmp_path / "run" / "metrics.jsonl")[-1]["val_metric"] is None
+
+
+def test_config_mismatch_names_fields(tmp_path):
+    run(tmp_path, epochs=2)
+    with pytest.raises(ValueError, match=r"train\.lr: 0\.01 in config\.json, 0\.02 now") as err:
+        run(tmp_path, epochs=2, lr=2e-2)
+    assert "train.epochs" not in str(err.value)
+    data = make_data()
+    with pytest.raises(ValueError, match=r"task\.width: 16 in config\.json, 32 now"):
+        fit(
+            make_model(),
+            data[:32],
+            data[32:],
+            loss_fn=mse,
+            config=TrainConfig(epochs=2, batch_size=8, lr=1e-2, progress=False),
+            run_dir=tmp_path / "run",
+            task_config={"task": "toy", "width": 32},
+        )
+    # Where and how visibly it runs may change between a run and its resumption.
+    again = run(tmp_path, epochs=2, device="cpu", progress=True, eval_batch_size=4)
+    assert again.resumed_from == 2
+
+
+def test_seeds_are_honoured(tmp_path):
+    a = make_model()
+    b = make_model()
+    c = make_model()
+    run(tmp_path, "a", model=a, seed=3)
+    run(tmp_path, "b", model=b, seed=3)
+    run(tmp_path, "c", model=c, seed=4)  # another shuffle and other dropout masks
+    assert states_equal(a.state_dict(), b.state_dict())
+    assert not states_equal(a.state_dict(), c.state_dict())
+    rows_a = read_lines(tmp_path / "a" / "metrics.jsonl")
+    rows_b = read_lines(tmp_path / "b" / "metrics.jsonl")
+    assert [r["train_loss"] for r in rows_a] == [r["train_loss"] for r in rows_b]
+
+
+def test_errors(tmp_path):
+    with pytest.raises(ValueError, match=r"TrainConfig\.epochs must be a positive int, got 0"):
+        TrainConfig(epochs=0)
+    with pytest.raises(ValueError, match=r"TrainConfig\.patience"):
+        TrainConfig(patience=0)
+    with pytest.raises(ValueError, match="device must be"):
+        TrainConfig(device="tpu")
+    with pytest.raises(ValueError, match="train_set is empty"):
+        fit(
+            make_model(),
+            [],
+            None,
+            loss_fn=mse,
+            config=TrainConfig(progress=False),
+            run_dir=tmp_path / "empty",
+        )
+    with pytest.raises(ValueError, match="training loss is nan at epoch 1"):
+        run(tmp_path, "nan", lr=1e-2, metric_fn=neg_mse, model=_NaNModel())
+    run(tmp_path, "bad", epochs=1)
+    stale = tmp_path / "bad" / ".checkpoint.pt.12345.tmp"  # left by a run killed mid-write
+    stale.write_bytes(b"half a checkpoint")
+    assert run(tmp_path, "bad", epochs=1).resumed_from == 1
+    assert not stale.exists()
+    (tmp_path / "bad" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match=r"checkpoint\.pt: not a readable weightspace checkpoint"):
+        run(tmp_path, "bad", epochs=1)
+    run(tmp_path, "other", epochs=1)
+    with pytest.raises(ValueError, match="holds a state for another model"):
+        run(tmp_path, "other", epochs=1, model=nn.Linear(4, 1))
+
+
+class _NaNModel(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.sum(1, keepdim=True) * self.w * float("nan")
+
+
+def test_predict_runs_in_eval_mode():
+    model = make_model()
+    data = make_data(10)
+    out, y = predict(model, data, batch_size=3)
+    assert out.shape == (10, 1) and torch.equal(y, torch.stack([t for _, t in data]))
+    assert torch.allclose(out, predict(model, data, batch_size=10)[0])  # dropout is off
+    assert model.training
+
+
+_SCRIPT = """
+import os, sys, time
+import torch
+from torch import nn
+from weightspace.train import TrainConfig, fit
+
+torch.set_num_threads(1)
+slow = float(os.environ.get("SLOW", "0"))
+
+class Data(torch.utils.data.Dataset):
+    def __init__(self, items):
+        self.items = items
+    def __len__(self):
+        return len(self.items)
+    def __getitem__(self, i):
+        time.sleep(slow)
+        return self.items[i]
+
+g = torch.Generator().manual_seed(0)
+x = torch.randn(40, 4, generator=g)
+y = x @ torch.randn(4, generator=g)
+items = list(zip(x, y))
+torch.manual_seed(0)
+model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 1))
+mse = lambda out, t: ((out.reshape(-1) - t) ** 2).mean()
+fit(model, Data(items[:32]), Data(items[32:]), loss_fn=mse,
+    metric_fn=lambda out, t: -float(mse(out, t)),
+    config=TrainConfig(epochs=6, batch_size=4, lr=1e-2, seed=5, progress=False),
+    run_dir=sys.argv[1])
+"""
+
+
+def _python(script: Path, run_dir: Path, slow: float = 0.0) -> subprocess.Popen:
+    env = {**os.environ, "SLOW": str(slow), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, str(script), str(run_dir)], env=env)
+
+
+def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(textwrap.dedent(_SCRIPT))
+    reference = _python(script, tmp_path / "reference")
+
+    # Kill a slowed-down copy while it trains its third epoch, then rerun it at full speed.
+    victim = _python(script, tmp_path / "resumed", slow=0.04)
+    metrics = tmp_path / "resumed" / "metrics.jsonl"
+    deadline = time.monotonic() + 60
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 2):
+        assert victim.poll() is None, "the run ended before it could be interrupted"
+        assert time.monotonic() < deadline, "the run wrote no second epoch within 60 s"
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    interrupted_at = load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")["epoch"]
+    assert 2 <= interrupted_at < 6
+    assert _python(script, tmp_path / "resumed").wait(timeout=60) == 0
+    assert reference.wait(timeout=60) == 0
+
+    for name in ("checkpoint.pt", "best.pt"):
+        ref = load_checkpoint(tmp_path / "reference" / name)
+        res = load_checkpoint(tmp_path / "resumed" / name)
+        assert ref["epoch"] == res["epoch"]
+        assert states_equal(ref["model"], res["model"]), name
+    ref = load_checkpoint(tmp_path / "reference" / "checkpoint.pt")
+    res = load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")
+    for k, v in ref["optimizer"]["state"].items():
+        assert states_equal(v, res["optimizer"]["state"][k])
+    rows_ref = read_lines(tmp_path / "reference" / "metrics.jsonl")
+    rows_res = read_lines(tmp_path / "resumed" / "metrics.jsonl")
+    assert [r["epoch"] for r in rows_res] == [1, 2, 3, 4, 5, 6]
+    for a, b in zip(rows_ref, rows_res):
+        assert a["train_loss"] == b["train_loss"] and a["val_metric"] == b["val_metric"]
+    assert not [p for p in (tmp_path / "resumed").iterdir() if p.name.startswith(".")]
+    assert math.isfinite(rows_res[-1]["train_loss"])
