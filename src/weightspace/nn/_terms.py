@@ -237,7 +237,11 @@ def _broadcast_sum(terms: list[Tensor]) -> Tensor:
     small = by_rank[0]
     for term in by_rank[1:-1]:
         small = small + term  # still small: the global term folds into a row or column term
-    return small + by_rank[-1]
+    big = by_rank[-1]
+    shape = torch.broadcast_shapes(small.shape, big.shape)
+    # A contiguous result, whatever the terms' strides: baddbmm_ takes its fast batched path
+    # only on plain layouts.
+    return torch.add(small, big, out=small.new_empty(shape))
 
 
 def _sums(lay: TensorLayout, g: Tensor) -> dict[IndexSet, Tensor]:
