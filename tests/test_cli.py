@@ -60,6 +60,12 @@ def test_parse_zoo_evaluate_demo():
         ["train", "generalization", "--zoo", "z", "--model", "hnp", "--out", "r", "--lr", "-1"],
         ["evaluate", "--run", "r"],  # no data to evaluate on
         ["zoo", "--dataset", "digits", "--networks", "many", "--out", "z"],
+        ["inr"],  # no action
+        ["inr", "fit", "--dataset", "digits"],  # no --out
+        ["inr", "show", "--inrs", "i", "--out", "p.png", "--n", "0"],
+        ["train", "inr-classify", "--inrs", "i", "--model", "cnn", "--out", "r"],
+        ["train", "inr-classify", "--inrs", "i", "--model", "np", "--out", "r", "--epochs", "0"],
+        ["evaluate", "--run", "r", "--zoo", "z", "--inrs", "i"],  # one kind of data only
     ],
 )
 def test_usage_errors_exit_2(argv, capsys):
@@ -146,3 +152,130 @@ def test_end_to_end_on_digits(tmp_path, capsys):
     assert main([*argv, "--dataset", "digits", *tiny]) == 0
     assert "(this one reused the zoo)" in (demo / "report.md").read_text()
     assert json.loads((demo / "timings.json").read_text()).keys() == {"zoo", "hnp", "statnet"}
+
+
+# ------------------------------------------------------------------ INRs
+def test_parse_inr_commands():
+    parser = build_parser()
+    args = parser.parse_args(["inr", "fit", "--dataset", "digits", "--out", "i", "--limit", "5"])
+    assert (args.command, args.inr_command, args.dataset, args.out, args.limit) == (
+        "inr",
+        "fit",
+        "digits",
+        "i",
+        5,
+    )
+    assert (args.seed, args.augment, args.steps) == (None, None, None)
+    args = parser.parse_args(["inr", "show", "--inrs", "i", "--out", "g.png"])
+    assert (args.inrs, args.out, args.n) == ("i", "g.png", 16)
+    args = parser.parse_args(
+        ["train", "inr-classify", "--inrs", "i", "--model", "mlp-aug", "--out", "r"]
+    )
+    assert (args.task, args.inrs, args.model, args.out, args.seed) == (
+        "inr-classify",
+        "i",
+        "mlp-aug",
+        "r",
+        0,
+    )
+    assert (args.epochs, args.batch_size, args.lr, args.patience, args.device) == (
+        None,
+        None,
+        None,
+        None,
+        "auto",
+    )
+    args = parser.parse_args(["evaluate", "--run", "r", "--inrs", "i"])
+    assert (args.run, args.inrs, args.zoo) == ("r", "i", None)
+
+
+def test_inr_handlers_pass_the_arguments_on(monkeypatch):
+    import weightspace.data.inr as inr
+    import weightspace.tasks.inr_classification as cls
+
+    seen = {}
+    monkeypatch.setattr(inr, "fit_inrs", lambda config: seen.update(f=config) or config.out)
+    monkeypatch.setattr(cls, "run_inr_classification", lambda config: seen.update(c=config) or {})
+    monkeypatch.setattr(
+        cls, "evaluate_inrs", lambda run, inrs, device: seen.update(e=(run, inrs, device)) or {}
+    )
+    argv = ["inr", "fit", "--dataset", "mnist", "--out", "i", "--seed", "2", "--augment", "3"]
+    assert main([*argv, "--steps", "40"]) == 0
+    config = seen["f"]
+    assert (config.dataset, config.out, config.seed, config.augment, config.steps) == (
+        "mnist",
+        "i",
+        2,
+        3,
+        40,
+    )
+    assert config.limit is None and config.lr == inr.InrConfig("mnist", "x").lr
+    argv = ["train", "inr-classify", "--inrs", "i", "--model", "hnp", "--out", "r", "--lr", "0.01"]
+    assert main([*argv, "--epochs", "7", "--batch-size", "4", "--patience", "2"]) == 0
+    config = seen["c"]
+    assert (config.inrs, config.model, config.out, config.lr) == ("i", "hnp", "r", 0.01)
+    assert (config.epochs, config.batch_size, config.patience, config.seed) == (7, 4, 2, 0)
+    assert main(["train", "inr-classify", "--inrs", "i", "--model", "np", "--out", "r"]) == 0
+    defaults = cls.InrClassifyConfig("i", "np", "r")
+    assert (seen["c"].epochs, seen["c"].batch_size) == (defaults.epochs, defaults.batch_size)
+    assert main(["evaluate", "--run", "r", "--inrs", "i", "--device", "cpu"]) == 0
+    assert seen["e"] == ("r", "i", "cpu")
+
+
+def test_evaluate_refuses_a_run_of_the_other_task(tmp_path, capsys):
+    for task, wrong, right in (
+        ("generalization", "--inrs", "--zoo"),
+        ("inr-classification", "--zoo", "--inrs"),
+    ):
+        run = tmp_path / task
+        run.mkdir()
+        (run / "config.json").write_text(json.dumps({"train": {}, "task": {"task": task}}))
+        assert main(["evaluate", "--run", str(run), wrong, str(tmp_path)]) == 2
+        err = _one_line_error(capsys, "evaluate")
+        assert f"is a {task} run; evaluate it with {right} DIR, not {wrong}" in err
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "config.json").write_text(json.dumps({"task": {"task": "editing"}}))
+    assert main(["evaluate", "--run", str(tmp_path / "other"), "--inrs", str(tmp_path)]) == 2
+    assert "task 'editing' is not one `weightspace evaluate` knows" in _one_line_error(
+        capsys, "evaluate"
+    )
+    assert main(["evaluate", "--run", str(tmp_path), "--inrs", str(tmp_path)]) == 2
+    assert "config.json is missing" in _one_line_error(capsys, "evaluate")
+
+
+def test_inr_errors_exit_2_with_one_line(tmp_path, capsys):
+    assert main(["inr", "show", "--inrs", str(tmp_path), "--out", str(tmp_path / "g.png")]) == 2
+    assert "needs a folder written by `weightspace inr fit`" in _one_line_error(capsys, "inr")
+    assert main(["inr", "fit", "--dataset", "cifar", "--out", str(tmp_path / "i")]) == 2
+    assert "unknown dataset 'cifar'" in _one_line_error(capsys, "inr")
+    argv = ["train", "inr-classify", "--inrs", str(tmp_path), "--model", "np", "--out"]
+    assert main([*argv, str(tmp_path / "run")]) == 2
+    assert "is not an INR folder" in _one_line_error(capsys, "train")
+
+
+def test_inr_end_to_end_on_digits(tmp_path, capsys):
+    inrs, run = tmp_path / "inrs", tmp_path / "run"
+    argv = ["inr", "fit", "--dataset", "digits", "--out", str(inrs), "--limit", "20"]
+    assert main([*argv, "--steps", "20", "--seed", "1"]) == 0
+    header = json.loads((inrs / "inrs.json").read_text())
+    assert header["num_inrs"] == 40 and header["config"]["steps"] == 20
+
+    grid = tmp_path / "grid.png"
+    assert main(["inr", "show", "--inrs", str(inrs), "--out", str(grid), "--n", "6"]) == 0
+    assert grid.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    argv = ["train", "inr-classify", "--inrs", str(inrs), "--model", "np", "--out", str(run)]
+    assert main([*argv, "--epochs", "2", "--batch-size", "8"]) == 0
+    trained = json.loads((run / "metrics.json").read_text())
+    assert trained["model"] == "np" and trained["n_test"] == 20 and trained["epochs_run"] == 2
+    assert (run / "confusion.png").is_file()
+
+    capsys.readouterr()
+    assert main(["evaluate", "--run", str(run), "--inrs", str(inrs)]) == 0
+    printed = capsys.readouterr().out
+    evaluated = json.loads(printed[: printed.rindex("}") + 1])
+    assert evaluated["test_accuracy"] == trained["test_accuracy"]
+    assert evaluated["confusion_matrix"] == trained["confusion_matrix"]
+    # A generalization flag on an INR run is refused before anything is read.
+    assert main(["evaluate", "--run", str(run), "--zoo", str(inrs)]) == 2
+    assert "evaluate it with --inrs DIR" in _one_line_error(capsys, "evaluate")

@@ -5,12 +5,19 @@
     weightspace zoo --dataset NAME --networks N --out DIR [--seed S] [--epochs E]
     weightspace train generalization --zoo DIR --model hnp|np|statnet|mlp --out RUN [--seed S]
                                      [--epochs E]
-    weightspace evaluate --run RUN --zoo DIR
+    weightspace inr fit --dataset NAME --out DIR [--seed S] [--limit N] [--augment K] [--steps T]
+    weightspace inr show --inrs DIR --out PNG [--n 16]
+    weightspace train inr-classify --inrs DIR --model np|hnp|mlp|mlp-aug --out RUN [--seed S]
+                                   [--epochs E]
+    weightspace evaluate --run RUN --zoo DIR | --inrs DIR
     weightspace demo [--out DIR] [--networks N] [--epochs E] [--dataset NAME] [--zoo-epochs E]
 
 Each command parses its arguments into a config and calls one function
-(:func:`~weightspace.data.zoo.generate_zoo`, :func:`~weightspace.tasks.run_generalization`,
-:func:`~weightspace.tasks.evaluate`, :func:`~weightspace.tasks.demo.run_demo`). A ``ValueError``
+(:func:`~weightspace.data.zoo.generate_zoo`, :func:`~weightspace.data.inr.fit_inrs`,
+:func:`~weightspace.data.inr.show_grid`, :func:`~weightspace.tasks.run_generalization`,
+:func:`~weightspace.tasks.inr_classification.run_inr_classification`,
+:func:`~weightspace.tasks.evaluate`, :func:`~weightspace.tasks.inr_classification.evaluate_inrs`,
+:func:`~weightspace.tasks.demo.run_demo`). A ``ValueError``
 (bad input, a missing or foreign folder, a config that differs from the run being resumed) is
 printed as one line on stderr and the exit status is 2, as for a usage error.
 """
@@ -18,9 +25,11 @@ printed as one line on stderr and the exit status is 2, as for a usage error.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 EXIT_ERROR = 2
@@ -51,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``weightspace`` (its subcommands set ``args.handler``)."""
     from weightspace import __version__
     from weightspace.tasks.generalization import MODELS, ZOO_KINDS
+    from weightspace.tasks.inr_classification import MODELS as INR_MODELS
+    from weightspace.tasks.inr_classification import SOURCES as INR_SOURCES
+    from weightspace.tasks.inr_classification import InrClassifyConfig
+
+    inr_default = {f.name: f.default for f in dataclasses.fields(InrClassifyConfig)}
 
     parser = argparse.ArgumentParser(
         prog="weightspace",
@@ -70,6 +84,26 @@ def build_parser() -> argparse.ArgumentParser:
     zoo.add_argument("--limit-test", type=_positive_int, default=None, help="test images")
     zoo.set_defaults(handler=_zoo)
 
+    inr = commands.add_parser("inr", help="fit one SIREN per image, and look at them")
+    inr_commands = inr.add_subparsers(dest="inr_command", required=True, metavar="ACTION")
+    inr_fit = inr_commands.add_parser("fit", help="fit a SIREN to every image of a dataset")
+    inr_fit.add_argument("--dataset", required=True, help="mnist, fashion-mnist or digits")
+    inr_fit.add_argument("--out", required=True, help="folder of the INRs (resumed if it exists)")
+    inr_fit.add_argument("--seed", type=int, default=None)
+    inr_fit.add_argument("--limit", type=_positive_int, default=None, help="images per split")
+    inr_fit.add_argument(
+        "--augment", type=int, default=None, help="extra fits of each training image"
+    )
+    inr_fit.add_argument("--steps", type=_positive_int, default=None, help="Adam steps per SIREN")
+    inr_fit.set_defaults(handler=_inr_fit)
+    inr_show = inr_commands.add_parser(
+        "show", help="PNG of original images above their SIREN reconstructions"
+    )
+    inr_show.add_argument("--inrs", required=True, help="folder written by `weightspace inr fit`")
+    inr_show.add_argument("--out", required=True, help="the PNG to write")
+    inr_show.add_argument("--n", type=_positive_int, default=16, help="how many INRs to show")
+    inr_show.set_defaults(handler=_inr_show)
+
     train = commands.add_parser("train", help="train a predictor on weights")
     tasks = train.add_subparsers(dest="task", required=True, metavar="TASK")
     gen = tasks.add_parser(
@@ -86,12 +120,39 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--zoo-kind", choices=ZOO_KINDS, default="auto")
     gen.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     gen.set_defaults(handler=_train_generalization)
+    cls = tasks.add_parser("inr-classify", help="classify images from their SIRENs' weights")
+    cls.add_argument("--inrs", required=True, help="INR folder (`weightspace inr fit` or SIRENs)")
+    cls.add_argument("--model", required=True, choices=INR_MODELS)
+    cls.add_argument("--out", required=True, help="run folder (resumed if it exists)")
+    cls.add_argument("--seed", type=int, default=0)
+    cls.add_argument(
+        "--epochs", type=_positive_int, default=None, help=f"default {inr_default['epochs']}"
+    )
+    cls.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=None,
+        help=f"default {inr_default['batch_size']}",
+    )
+    cls.add_argument(
+        "--lr", type=_positive_float, default=None, help=f"default {inr_default['lr']:g}"
+    )
+    cls.add_argument(
+        "--patience",
+        type=_positive_int,
+        default=None,
+        help="stop after this many epochs without a better validation accuracy (default: never)",
+    )
+    cls.add_argument("--source", choices=INR_SOURCES, default="auto")
+    cls.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    cls.set_defaults(handler=_train_inr_classify)
 
     ev = commands.add_parser("evaluate", help="score a trained run on a dataset's test split")
     ev.add_argument("--run", required=True, help="run folder written by `weightspace train`")
     # One data flag per kind of run; each picks the task's evaluate function.
     data = ev.add_mutually_exclusive_group(required=True)
     data.add_argument("--zoo", help="zoo folder, for generalization runs")
+    data.add_argument("--inrs", help="INR folder, for inr-classify runs")
     ev.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     ev.set_defaults(handler=_evaluate)
 
@@ -130,6 +191,35 @@ def _zoo(args: argparse.Namespace) -> None:
     print(f"zoo: {path}")
 
 
+def _inr_fit(args: argparse.Namespace) -> None:
+    from weightspace.data.inr import InrConfig, fit_inrs
+
+    options = {"seed": args.seed, "limit": args.limit, "augment": args.augment, "steps": args.steps}
+    # Unset options keep InrConfig's own defaults.
+    config = InrConfig(
+        dataset=args.dataset, out=args.out, **{k: v for k, v in options.items() if v is not None}
+    )
+    path = fit_inrs(config)
+    print(f"INRs: {path}")
+
+
+def _inr_show(args: argparse.Namespace) -> None:
+    from weightspace.data.images import load_images
+    from weightspace.data.inr import INR_FILE, load_inrs, show_grid
+
+    if not (Path(args.inrs) / INR_FILE).is_file():
+        raise ValueError(
+            f"{args.inrs!r} holds no {INR_FILE}: `inr show` needs a folder written by "
+            "`weightspace inr fit`, whose header names the image dataset of the originals"
+        )
+    data = load_inrs(args.inrs)
+    limit = (data.info.get("config") or {}).get("limit")
+    # The same limit as the fit: image indices in the rows refer to that subset.
+    images = load_images(data.info["dataset"], limit_train=limit, limit_test=limit)
+    path = show_grid(data, images, args.out, n=args.n)
+    print(f"written: {path}")
+
+
 def _train_generalization(args: argparse.Namespace) -> None:
     from weightspace.tasks.generalization import GeneralizationConfig, run_generalization
 
@@ -149,10 +239,57 @@ def _train_generalization(args: argparse.Namespace) -> None:
     _print_metrics(metrics, f"{args.out}/metrics.json")
 
 
-def _evaluate(args: argparse.Namespace) -> None:
-    from weightspace.tasks.generalization import evaluate
+def _train_inr_classify(args: argparse.Namespace) -> None:
+    from weightspace.tasks.inr_classification import InrClassifyConfig, run_inr_classification
 
-    metrics = evaluate(args.run, args.zoo, device=args.device)
+    options = {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "patience": args.patience,
+    }
+    # Unset options keep InrClassifyConfig's own (CPU-sized) defaults.
+    config = InrClassifyConfig(
+        inrs=args.inrs,
+        model=args.model,
+        out=args.out,
+        seed=args.seed,
+        source=args.source,
+        device=args.device,
+        **{k: v for k, v in options.items() if v is not None},
+    )
+    metrics = run_inr_classification(config)
+    _print_metrics(metrics, f"{args.out}/metrics.json")
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from weightspace.tasks import generalization, inr_classification
+
+    # Which data flag each task's runs take (config.json's "task" names the task).
+    flags = {generalization.TASK: "--zoo", inr_classification.TASK: "--inrs"}
+    flag = "--zoo" if args.zoo is not None else "--inrs"
+    task = inr_classification.read_task(args.run)
+    # No config.json: the task's own evaluate names what is missing.
+    if task is not None:
+        name = task.get("task")
+        expected = flags.get(name) if isinstance(name, str) else None
+        if expected is None:
+            raise ValueError(
+                f"{args.run}/config.json: task {name!r} is not one `weightspace evaluate` knows "
+                f"(expected one of {tuple(flags)})"
+            )
+        if expected != flag:
+            raise ValueError(
+                f"{args.run!r} is a {name} run; evaluate it with {expected} DIR, not {flag}"
+            )
+    if args.zoo is not None:
+        from weightspace.tasks.generalization import evaluate
+
+        metrics = evaluate(args.run, args.zoo, device=args.device)
+    else:
+        from weightspace.tasks.inr_classification import evaluate_inrs
+
+        metrics = evaluate_inrs(args.run, args.inrs, device=args.device)
     _print_metrics(metrics, f"{args.run}/metrics.json")
 
 
