@@ -141,7 +141,11 @@ class NFLinearFunction(torch.autograd.Function):
             results.update(zip(((s, t) for t in ts), y.split(plan.out_sizes(s), dim=1)))
         outputs = []
         for t, sets in enumerate(plan.sets_of):
-            terms = [results[(s, t)].reshape(plan.broadcast_view(t, s, B)) for s in sets if (s, t) in results]
+            terms = [
+                results[(s, t)].reshape(plan.broadcast_view(t, s, B))
+                for s in sets
+                if (s, t) in results
+            ]
             if t in products:
                 w, q = products[t]
                 out = _broadcast_sum(terms).flatten(2).baddbmm_(w.expand(B, -1, -1), q)
@@ -205,7 +209,9 @@ class NFLinearFunction(torch.autograd.Function):
             if not need_x[t]:
                 grad_xs.append(None)
                 continue
-            terms = [_scaled(lay, s, pieces[(s, t)], B) for s in plan.sets_of[t] if (s, t) in pieces]
+            terms = [
+                _scaled(lay, s, pieces[(s, t)], B) for s in plan.sets_of[t] if (s, t) in pieces
+            ]
             if t in products:
                 w, G = products[t]
                 grad = _broadcast_sum(terms).flatten(2).baddbmm_(w.t().expand(B, -1, -1), G)
