@@ -49,9 +49,7 @@ import json
 import math
 import os
 import re
-import secrets
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,6 +58,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from weightspace.data._store import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_safetensors,
+    env_int,
+    progress_bar,
+    torch_threads,
+)
 from weightspace.data.container import SPLITS
 from weightspace.functional.forward import forward
 from weightspace.space.features import WeightSpaceFeatures
@@ -426,7 +432,7 @@ def fit_sirens(
     coords = pixel_grid(H, W, dtype=images.dtype, device=images.device)
     targets = images.permute(0, 2, 3, 1).reshape(B, H * W, C)
     parts: list[list[Tensor]] = []
-    bar = _progress(
+    bar = progress_bar(
         total=steps * math.ceil(B / batch_networks),
         desc="fit SIRENs",
         unit="step",
@@ -720,7 +726,7 @@ def fit_inrs(config: InrConfig, progress: bool = True, *, threads: int | None = 
     """
     if not isinstance(config, InrConfig):
         raise ValueError(f"fit_inrs: config must be an InrConfig, got {type(config).__name__}")
-    rank, world = _env_int("RANK", 0), _env_int("WORLD_SIZE", 1)
+    rank, world = env_int("RANK", 0), env_int("WORLD_SIZE", 1)
     if world < 1 or not 0 <= rank < world:
         raise ValueError(f"fit_inrs: RANK={rank} must lie in 0..WORLD_SIZE-1 (WORLD_SIZE={world})")
     if threads is None and world > 1:
@@ -741,7 +747,7 @@ def fit_inrs(config: InrConfig, progress: bool = True, *, threads: int | None = 
         for tmp in out.glob(f".{INR_FILE}.*.tmp"):
             tmp.unlink(missing_ok=True)
         if not header_path.exists():
-            _atomic_write_json(header_path, _header(config, data, len(items), num_chunks))
+            atomic_write_json(header_path, _header(config, data, len(items), num_chunks))
     owned = [k for k in range(num_chunks) if k % world == rank]
     _clean_temp_files(chunks, set(owned))
 
@@ -751,8 +757,8 @@ def fit_inrs(config: InrConfig, progress: bool = True, *, threads: int | None = 
     todo = [k for k in owned if not _chunk_is_complete(chunks, k, chunk_items(k), config.seed)]
     if not todo:
         return out
-    with _threads(threads):
-        bar = _progress(
+    with torch_threads(threads):
+        bar = progress_bar(
             total=len(owned),
             initial=len(owned) - len(todo),
             desc=f"INRs {config.dataset}" + (f" rank {rank}" if world > 1 else ""),
@@ -768,12 +774,12 @@ def fit_inrs(config: InrConfig, progress: bool = True, *, threads: int | None = 
                 )
                 stem = chunks / _chunk_stem(k)
                 # Tensors first, rows last: the JSON marks the chunk complete.
-                _atomic_write_safetensors(
+                atomic_write_safetensors(
                     stem.with_suffix(".safetensors"),
                     tensors,
                     {"format": INR_FORMAT, "chunk": str(k)},
                 )
-                _atomic_write_json(
+                atomic_write_json(
                     stem.with_suffix(".json"),
                     {"format": INR_FORMAT, "version": INR_VERSION, "chunk": k, "rows": rows},
                 )
@@ -1162,7 +1168,7 @@ def show_grid(
     )
     fig.tight_layout()
     path = Path(path)
-    _atomic_write_bytes(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    atomic_write_bytes(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     return path
 
 
@@ -1170,67 +1176,6 @@ def show_grid(
 def _finite(value: float) -> float | None:
     """A number for JSON: ``None`` stands for NaN/Inf (JSON has no such numbers)."""
     return value if math.isfinite(value) else None
-
-
-def _progress(**kwargs: Any) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(**kwargs)
-
-
-@contextmanager
-def _threads(n: int | None) -> Iterator[None]:
-    if n is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise ValueError(f"environment variable {name}={value!r} must be an integer") from None
-
-
-def _atomic_write_bytes(path: Path, write: Any) -> None:
-    """Write through a temp file in the same folder, fsync it, then ``os.replace`` it in place.
-
-    The temp name ``.{name}.{pid}-{random}.tmp`` never looks like a finished file, so a killed
-    run leaves nothing that a reader or a resumed run would take for data.
-    """
-    tmp = path.parent / f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _atomic_write_json(path: Path, obj: Any) -> None:
-    def write(tmp: Path) -> None:
-        with open(tmp, "x", encoding="utf-8") as f:
-            json.dump(obj, f, indent=1, allow_nan=False)
-            f.write("\n")
-
-    _atomic_write_bytes(path, write)
-
-
-def _atomic_write_safetensors(path: Path, tensors: dict[str, Tensor], meta: dict[str, str]) -> None:
-    from safetensors.torch import save_file
-
-    _atomic_write_bytes(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
 
 def _check_same_config(path: Path, stored: Any, config: InrConfig) -> None:

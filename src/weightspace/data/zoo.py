@@ -25,9 +25,7 @@ import json
 import math
 import os
 import re
-import secrets
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,13 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from weightspace.data._store import (
+    atomic_write_json,
+    atomic_write_safetensors,
+    env_int,
+    progress_bar,
+    torch_threads,
+)
 from weightspace.data.container import Zoo, fixed_split
 from weightspace.data.images import DATASETS, ImageData, load_images
 from weightspace.functional.forward import forward
@@ -643,7 +648,7 @@ def _train_chunk(
 
     if 0 in save:
         snapshot(0)
-    bar = _progress(
+    bar = progress_bar(
         total=config.epochs * steps,
         desc=f"chunk {k}",
         leave=False,
@@ -679,67 +684,6 @@ def _train_chunk(
             }
         )
     return tensors, rows
-
-
-def _progress(**kwargs: Any) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(**kwargs)
-
-
-@contextmanager
-def _threads(n: int | None) -> Iterator[None]:
-    if n is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise ValueError(f"environment variable {name}={value!r} must be an integer") from None
-
-
-def _atomic_write_bytes(path: Path, write: Any) -> None:
-    """Write through a temp file in the same folder, fsync it, then ``os.replace`` it in place.
-
-    The temp name ``.{name}.{pid}-{random}.tmp`` never looks like a finished file, so a killed
-    run leaves nothing that a reader or a resumed run would take for data.
-    """
-    tmp = path.parent / f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _atomic_write_json(path: Path, obj: Any) -> None:
-    def write(tmp: Path) -> None:
-        with open(tmp, "x", encoding="utf-8") as f:
-            json.dump(obj, f, indent=1, allow_nan=False)
-            f.write("\n")
-
-    _atomic_write_bytes(path, write)
-
-
-def _atomic_write_safetensors(path: Path, tensors: dict[str, Tensor], meta: dict[str, str]) -> None:
-    from safetensors.torch import save_file
-
-    _atomic_write_bytes(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
 
 def _zoo_header(config: ZooConfig) -> dict[str, Any]:
@@ -838,7 +782,7 @@ def generate_zoo(config: ZooConfig, *, progress: bool = True, threads: int | Non
         raise ValueError(
             f"generate_zoo: unknown dataset {config.dataset!r}; expected one of {DATASETS}"
         )
-    rank, world = _env_int("RANK", 0), _env_int("WORLD_SIZE", 1)
+    rank, world = env_int("RANK", 0), env_int("WORLD_SIZE", 1)
     if world < 1 or not 0 <= rank < world:
         raise ValueError(
             f"generate_zoo: RANK={rank} must lie in 0..WORLD_SIZE-1 (WORLD_SIZE={world})"
@@ -855,7 +799,7 @@ def generate_zoo(config: ZooConfig, *, progress: bool = True, threads: int | Non
         for tmp in out.glob(f".{ZOO_FILE}.*.tmp"):
             tmp.unlink(missing_ok=True)
         if not header_path.exists():
-            _atomic_write_json(header_path, _zoo_header(config))
+            atomic_write_json(header_path, _zoo_header(config))
     owned = [k for k in range(config.num_chunks) if k % world == rank]
     _clean_temp_files(chunks, set(owned))
     todo = [k for k in owned if not _chunk_is_complete(chunks, config, k)]
@@ -863,8 +807,8 @@ def generate_zoo(config: ZooConfig, *, progress: bool = True, threads: int | Non
         return out
 
     data = load_images(config.dataset, limit_train=config.limit_train, limit_test=config.limit_test)
-    with _threads(threads):
-        bar = _progress(
+    with torch_threads(threads):
+        bar = progress_bar(
             total=len(owned),
             initial=len(owned) - len(todo),
             desc=f"zoo {config.dataset}" + (f" rank {rank}" if world > 1 else ""),
@@ -879,12 +823,12 @@ def generate_zoo(config: ZooConfig, *, progress: bool = True, threads: int | Non
                 )
                 stem = chunks / _chunk_stem(k)
                 # Tensors first, rows last: the JSON marks the chunk complete.
-                _atomic_write_safetensors(
+                atomic_write_safetensors(
                     stem.with_suffix(".safetensors"),
                     tensors,
                     {"format": ZOO_FORMAT, "chunk": str(k)},
                 )
-                _atomic_write_json(
+                atomic_write_json(
                     stem.with_suffix(".json"),
                     {"format": ZOO_FORMAT, "version": ZOO_VERSION, "chunk": k, "rows": rows},
                 )

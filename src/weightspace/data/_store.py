@@ -1,0 +1,75 @@
+"""Storage helpers shared by the zoo and INR stores: atomic writes, threads, progress bars."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+def progress_bar(**kwargs: Any) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(**kwargs)
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={value!r} must be an integer") from None
+
+
+def atomic_write_bytes(path: Path, write: Any) -> None:
+    """Write through a temp file in the same folder, fsync it, then ``os.replace`` it in place.
+
+    The temp name ``.{name}.{pid}-{random}.tmp`` never looks like a finished file, so a killed
+    run leaves nothing that a reader or a resumed run would take for data.
+    """
+    tmp = path.parent / f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "x", encoding="utf-8") as f:
+            json.dump(obj, f, indent=1, allow_nan=False)
+            f.write("\n")
+
+    atomic_write_bytes(path, write)
+
+
+def atomic_write_safetensors(path: Path, tensors: dict[str, Tensor], meta: dict[str, str]) -> None:
+    from safetensors.torch import save_file
+
+    atomic_write_bytes(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
