@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 from collections.abc import Iterator
@@ -12,6 +13,52 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+#: Sub-folder of a store that holds its chunk files.
+CHUNKS_DIR = "chunks"
+
+
+def chunk_stem(k: int) -> str:
+    """File stem of chunk ``k`` (its ``.safetensors`` and ``.json`` share it)."""
+    return f"chunk-{k:05d}"
+
+
+def finite_or_none(value: float) -> float | None:
+    """A number for JSON: ``None`` stands for NaN/Inf (JSON has no such numbers)."""
+    return value if math.isfinite(value) else None
+
+
+def read_json(path: Path) -> Any:
+    """Parse a JSON file; a missing or malformed file is a ``ValueError`` naming it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise ValueError(f"{str(path)!r} is missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{str(path)!r} is not valid JSON: {err}") from None
+
+
+def require_chunks(root: Path, num_chunks: int, what: str, resume: str) -> Path:
+    """Return the chunk folder of a store, refusing one with chunk files missing.
+
+    ``what`` names the store in the message (e.g. ``"zoo"``) and ``resume`` says how to finish it.
+    """
+    chunks = root / CHUNKS_DIR
+    missing = [
+        f"{chunk_stem(k)}.{ext}"
+        for k in range(num_chunks)
+        for ext in ("safetensors", "json")
+        if not (chunks / f"{chunk_stem(k)}.{ext}").exists()
+    ]
+    if missing:
+        shown = ", ".join(missing[:6]) + (
+            f" and {len(missing) - 6} more" if len(missing) > 6 else ""
+        )
+        raise ValueError(
+            f"{what} {str(root)!r} is incomplete: {shown} missing in {str(chunks)!r}; {resume}"
+        )
+    return chunks
 
 
 def progress_bar(**kwargs: Any) -> Any:

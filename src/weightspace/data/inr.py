@@ -45,7 +45,6 @@ Storage
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -59,11 +58,16 @@ import torch
 from torch import Tensor, nn
 
 from weightspace.data._store import (
+    CHUNKS_DIR,
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_safetensors,
+    chunk_stem,
     env_int,
+    finite_or_none,
     progress_bar,
+    read_json,
+    require_chunks,
     torch_threads,
 )
 from weightspace.data.container import SPLITS
@@ -101,7 +105,6 @@ __all__ = [
 INR_FORMAT = "weightspace-inrs"
 INR_VERSION = 1
 INR_FILE = "inrs.json"
-CHUNKS_DIR = "chunks"
 
 #: Datasets whose images :func:`fit_inrs` can fit (see :func:`weightspace.data.images.load_images`).
 DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist", "digits")
@@ -121,10 +124,6 @@ ADAM_EPS = 1e-8
 
 _PEAK_TO_PEAK = 2.0  # pixel values live in [-1, 1]
 _SOURCES = ("train", "test")  # which split of the image dataset an INR's image comes from
-
-
-def _chunk_stem(k: int) -> str:
-    return f"chunk-{k:05d}"
 
 
 # ------------------------------------------------------------------ convention
@@ -734,7 +733,7 @@ def fit_inrs(config: InrConfig, progress: bool = True, *, threads: int | None = 
     out = Path(config.out)
     header_path = out / INR_FILE
     if header_path.exists():
-        _check_same_config(header_path, _read_json(header_path), config)
+        _check_same_config(header_path, read_json(header_path), config)
 
     from weightspace.data.images import load_images
 
@@ -772,7 +771,7 @@ def fit_inrs(config: InrConfig, progress: bool = True, *, threads: int | None = 
                 tensors, rows = _fit_chunk(
                     config, part, data, progress, position=2 * rank + 1 if world > 1 else 1
                 )
-                stem = chunks / _chunk_stem(k)
+                stem = chunks / chunk_stem(k)
                 # Tensors first, rows last: the JSON marks the chunk complete.
                 atomic_write_safetensors(
                     stem.with_suffix(".safetensors"),
@@ -819,7 +818,7 @@ def _fit_chunk(
             "split": it.split,
             "copy": it.copy,
             "seed": seed,
-            "psnr": _finite(float(score)),
+            "psnr": finite_or_none(float(score)),
         }
         for it, label, seed, score in zip(items, labels, seeds, scores.tolist())
     ]
@@ -883,7 +882,7 @@ def load_inrs(path: str | os.PathLike[str]) -> InrDataset:
         raise ValueError(
             f"{str(header_path)!r} is missing; expected an INR folder written by fit_inrs"
         )
-    header = _read_json(header_path)
+    header = read_json(header_path)
     if not isinstance(header, dict) or header.get("format") != INR_FORMAT:
         got = header.get("format") if isinstance(header, dict) else type(header).__name__
         raise ValueError(f"{str(header_path)!r}: format {got!r}, expected {INR_FORMAT!r}")
@@ -910,29 +909,17 @@ def load_inrs(path: str | os.PathLike[str]) -> InrDataset:
             f"{classes} must be positive / non-empty"
         )
     num_chunks = math.ceil(num_inrs / chunk_size)
-    chunks = root / CHUNKS_DIR
-    missing = [
-        f"{_chunk_stem(k)}.{ext}"
-        for k in range(num_chunks)
-        for ext in ("safetensors", "json")
-        if not (chunks / f"{_chunk_stem(k)}.{ext}").exists()
-    ]
-    if missing:
-        shown = ", ".join(missing[:6]) + (
-            f" and {len(missing) - 6} more" if len(missing) > 6 else ""
-        )
-        raise ValueError(
-            f"INR folder {str(root)!r} is incomplete: {shown} missing in {str(chunks)!r}; re-run "
-            "fit_inrs with the same config to resume"
-        )
+    chunks = require_chunks(
+        root, num_chunks, "INR folder", "re-run fit_inrs with the same config to resume"
+    )
     parts: list[list[Tensor]] = [[] for _ in SIREN_SPEC.tensors]
     rows: list[dict[str, Any]] = []
     for k in range(num_chunks):
         indices = range(k * chunk_size, min((k + 1) * chunk_size, num_inrs))
-        tensors, chunk_rows = _read_chunk(chunks / _chunk_stem(k), k, indices)
-        st_path = chunks / f"{_chunk_stem(k)}.safetensors"
+        tensors, chunk_rows = _read_chunk(chunks / chunk_stem(k), k, indices)
+        st_path = chunks / f"{chunk_stem(k)}.safetensors"
         _check_finite(tensors, st_path, indices.start)
-        _check_rows(chunk_rows, chunks / f"{_chunk_stem(k)}.json", len(classes))
+        _check_rows(chunk_rows, chunks / f"{chunk_stem(k)}.json", len(classes))
         for j, t in enumerate(SIREN_SPEC.tensors):
             parts[j].append(tensors[t.name])
         rows.extend(chunk_rows)
@@ -958,16 +945,6 @@ def load_inrs(path: str | os.PathLike[str]) -> InrDataset:
     return InrDataset(SIREN_SPEC, features, labels, split, rows, info)
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise ValueError(f"{str(path)!r} is missing") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{str(path)!r} is not valid JSON: {err}") from None
-
-
 def _read_chunk(
     stem: Path, k: int, indices: range, seeds: Sequence[int] | None = None
 ) -> tuple[dict[str, Tensor], list[dict[str, Any]]]:
@@ -982,7 +959,7 @@ def _read_chunk(
     for p in (st_path, js_path):
         if not p.exists():
             raise ValueError(f"{str(p)!r} is missing")
-    doc = _read_json(js_path)
+    doc = read_json(js_path)
     rows = doc.get("rows") if isinstance(doc, dict) else None
     if (
         not isinstance(rows, list)
@@ -1173,9 +1150,6 @@ def show_grid(
 
 
 # ------------------------------------------------------------------ helpers
-def _finite(value: float) -> float | None:
-    """A number for JSON: ``None`` stands for NaN/Inf (JSON has no such numbers)."""
-    return value if math.isfinite(value) else None
 
 
 def _check_same_config(path: Path, stored: Any, config: InrConfig) -> None:
@@ -1207,7 +1181,7 @@ def _chunk_is_complete(folder: Path, k: int, items: list[_Item], seed: int) -> b
     indices = range(items[0].index, items[-1].index + 1)
     seeds = [inr_seed(seed, it.source, it.image_index, it.copy) for it in items]
     try:
-        _read_chunk(folder / _chunk_stem(k), k, indices, seeds)
+        _read_chunk(folder / chunk_stem(k), k, indices, seeds)
     except ValueError:
         return False
     return True

@@ -21,7 +21,6 @@ Nothing is pickled: tensors are safetensors, everything else JSON.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -36,10 +35,15 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from weightspace.data._store import (
+    CHUNKS_DIR,
     atomic_write_json,
     atomic_write_safetensors,
+    chunk_stem,
     env_int,
+    finite_or_none,
     progress_bar,
+    read_json,
+    require_chunks,
     torch_threads,
 )
 from weightspace.data.container import Zoo, fixed_split
@@ -69,7 +73,6 @@ __all__ = [
 ZOO_FORMAT = "weightspace-zoo"
 ZOO_VERSION = 1
 ZOO_FILE = "zoo.json"
-CHUNKS_DIR = "chunks"
 
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "rmsprop")
 INITS: tuple[str, ...] = ("he_normal", "orthogonal", "glorot_normal", "normal", "truncated_normal")
@@ -98,10 +101,6 @@ RMSPROP_EPS = 1e-7
 _TRUNCATED_STD = 0.87962566103423978
 # Bound on the activations of one evaluation batch (floats), to keep memory near 64 MB.
 _EVAL_FLOATS = 2**24
-
-
-def _chunk_stem(k: int) -> str:
-    return f"chunk-{k:05d}"
 
 
 # ----------------------------------------------------------------- architecture
@@ -592,11 +591,6 @@ def _make_network(seed: int, index: int, n_train: int) -> _Network:
     return _Network(index, s, hp, init, subset, _BatchStream(subset, g))
 
 
-def _finite(value: float) -> float | None:
-    """A metric for JSON: ``None`` stands for NaN/Inf (JSON has no such numbers)."""
-    return value if math.isfinite(value) else None
-
-
 def _train_chunk(
     config: ZooConfig, k: int, data: ImageData, *, progress: bool, position: int = 0
 ) -> tuple[dict[str, Tensor], list[dict[str, Any]]]:
@@ -639,9 +633,9 @@ def _train_chunk(
                 {
                     "epoch": epoch,
                     "train_accuracy": None if bad else float(tr_acc[b]),
-                    "train_loss": None if bad else _finite(float(tr_loss[b])),
+                    "train_loss": None if bad else finite_or_none(float(tr_loss[b])),
                     "test_accuracy": None if bad else float(te_ok[b].float().mean()),
-                    "test_loss": None if bad else _finite(float(te_loss[b].mean())),
+                    "test_loss": None if bad else finite_or_none(float(te_loss[b].mean())),
                     "diverged": bad,
                 }
             )
@@ -731,7 +725,7 @@ def _check_same_config(path: Path, stored: dict[str, Any], config: ZooConfig) ->
 
 def _chunk_is_complete(folder: Path, config: ZooConfig, k: int) -> bool:
     """Whether chunk ``k`` was fully written for this config (both files, readable, matching)."""
-    stem = folder / _chunk_stem(k)
+    stem = folder / chunk_stem(k)
     try:
         _read_chunk(stem, k, config.chunk_range(k), config.saved_epochs, config.seed)
     except ValueError:
@@ -792,7 +786,7 @@ def generate_zoo(config: ZooConfig, *, progress: bool = True, threads: int | Non
     out = Path(config.out)
     header_path = out / ZOO_FILE
     if header_path.exists():
-        _check_same_config(header_path, _read_json(header_path), config)
+        _check_same_config(header_path, read_json(header_path), config)
     chunks = out / CHUNKS_DIR
     chunks.mkdir(parents=True, exist_ok=True)
     if rank == 0:
@@ -821,7 +815,7 @@ def generate_zoo(config: ZooConfig, *, progress: bool = True, threads: int | Non
                 tensors, rows = _train_chunk(
                     config, k, data, progress=progress, position=(2 * rank + 1 if world > 1 else 1)
                 )
-                stem = chunks / _chunk_stem(k)
+                stem = chunks / chunk_stem(k)
                 # Tensors first, rows last: the JSON marks the chunk complete.
                 atomic_write_safetensors(
                     stem.with_suffix(".safetensors"),
@@ -837,14 +831,6 @@ def generate_zoo(config: ZooConfig, *, progress: bool = True, threads: int | Non
 
 
 # -------------------------------------------------------------------- loading
-def _read_json(path: Path) -> Any:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise ValueError(f"{str(path)!r} is missing") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{str(path)!r} is not valid JSON: {err}") from None
 
 
 def _read_chunk(
@@ -860,7 +846,7 @@ def _read_chunk(
     for p in (st_path, js_path):
         if not p.exists():
             raise ValueError(f"{str(p)!r} is missing")
-    doc = _read_json(js_path)
+    doc = read_json(js_path)
     rows = doc.get("rows") if isinstance(doc, dict) else None
     if not isinstance(rows, list) or doc.get("chunk") != k:
         raise ValueError(
@@ -947,7 +933,7 @@ def load_zoo(path: str | os.PathLike[str], *, epoch: int | None = None, split_se
         raise ValueError(
             f"{str(header_path)!r} is missing; expected a zoo folder written by generate_zoo"
         )
-    header = _read_json(header_path)
+    header = read_json(header_path)
     if not isinstance(header, dict) or header.get("format") != ZOO_FORMAT:
         raise ValueError(f"{str(header_path)!r}: expected format {ZOO_FORMAT!r}")
     if header.get("version") != ZOO_VERSION:
@@ -972,26 +958,14 @@ def load_zoo(path: str | os.PathLike[str], *, epoch: int | None = None, split_se
             f"{str(header_path)!r}: epoch {epoch!r} was not saved; saved epochs are {save_epochs}"
         )
     num_chunks = math.ceil(networks / chunk_size)
-    chunks = root / CHUNKS_DIR
-    missing = [
-        f"{_chunk_stem(k)}.{ext}"
-        for k in range(num_chunks)
-        for ext in ("safetensors", "json")
-        if not (chunks / f"{_chunk_stem(k)}.{ext}").exists()
-    ]
-    if missing:
-        shown = ", ".join(missing[:6]) + (
-            f" and {len(missing) - 6} more" if len(missing) > 6 else ""
-        )
-        raise ValueError(
-            f"zoo {str(root)!r} is incomplete: {shown} missing in {str(chunks)!r}; re-run "
-            "generate_zoo with the same config to resume generation"
-        )
+    chunks = require_chunks(
+        root, num_chunks, "zoo", "re-run generate_zoo with the same config to resume generation"
+    )
     parts: list[list[Tensor]] = [[] for _ in ZOO_SPEC.tensors]
     rows: list[dict[str, Any]] = []
     for k in range(num_chunks):
         indices = range(k * chunk_size, min((k + 1) * chunk_size, networks))
-        tensors, chunk_rows = _read_chunk(chunks / _chunk_stem(k), k, indices, [epoch])
+        tensors, chunk_rows = _read_chunk(chunks / chunk_stem(k), k, indices, [epoch])
         for j, spec_t in enumerate(ZOO_SPEC.tensors):
             parts[j].append(tensors[f"epoch{epoch}.{spec_t.name}"])
         rows.extend(chunk_rows)
