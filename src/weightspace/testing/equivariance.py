@@ -49,6 +49,21 @@ def _as_float64(fn: Callable) -> Callable:
     return fn
 
 
+def _setup(
+    fn: Callable,
+    spec: NetworkSpec,
+    features: WeightSpaceFeatures | None,
+    batch_size: int,
+    in_channels: int,
+    seed: int,
+) -> tuple[Callable, WeightSpaceFeatures, torch.Generator]:
+    """The float64 function, float64 input features and the seeded generator of a check."""
+    gen = torch.Generator().manual_seed(seed)
+    if features is None:
+        features = random_features(spec, batch_size, in_channels, generator=gen)
+    return _as_float64(fn), features.to(torch.float64), gen
+
+
 def _relative(a: Tensor, b: Tensor) -> float:
     scale = max(b.abs().max().item(), a.abs().max().item(), 1e-300) if b.numel() else 1.0
     return (a - b).abs().max().item() / scale if b.numel() else 0.0
@@ -72,14 +87,7 @@ def equivariance_errors(
     mode). Each of ``trials`` draws a random group element of ``mode`` (or uses ``perms``); the
     error of a tensor is ``max|fn(g·x) - g·fn(x)| / max|g·fn(x)|``.
     """
-    fn = _as_float64(fn)
-    gen = torch.Generator().manual_seed(seed)
-    x = (
-        features
-        if features is not None
-        else random_features(spec, batch_size, in_channels, generator=gen)
-    )
-    x = x.to(torch.float64)
+    fn, x, gen = _setup(fn, spec, features, batch_size, in_channels, seed)
     with torch.no_grad():
         y = fn(x)
         worst: dict[str, float] = {t.name: 0.0 for t in y.spec.tensors}
@@ -136,14 +144,7 @@ def invariance_error(
 
     ``perturb`` replaces the group action (to run controls, e.g. :func:`inconsistent_permutation`).
     """
-    fn = _as_float64(fn)
-    gen = torch.Generator().manual_seed(seed)
-    x = (
-        features
-        if features is not None
-        else random_features(spec, batch_size, in_channels, generator=gen)
-    )
-    x = x.to(torch.float64)
+    fn, x, gen = _setup(fn, spec, features, batch_size, in_channels, seed)
     worst = 0.0
     with torch.no_grad():
         y = fn(x)
