@@ -14,7 +14,8 @@ plus in-place additions: the fewest full-size passes the arithmetic allows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
 
@@ -42,6 +43,7 @@ class TermPlan:
     sets_of: tuple[tuple[IndexSet, ...], ...]  # per tensor, largest index set first
     in_channels: int
     out_channels: int
+    _scales: dict[Any, Tensor | None] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def build(
@@ -74,6 +76,13 @@ class TermPlan:
     def weight_shape(self, s: IndexSet) -> tuple[int, int]:
         return sum(self.out_sizes(s)), sum(self.in_sizes(s))
 
+    def count(self, t: int, s: IndexSet) -> int:
+        """How many entries of tensor t its S-average runs over."""
+        lay = self.tensors[t]
+        return math.prod(
+            n for layer, n in zip(lay.permuted_layers, lay.permuted_shape) if layer not in s
+        )
+
     def broadcast_view(self, t: int, s: IndexSet, batch: int) -> list[int]:
         """Shape of tensor t's S-term, with size 1 on the axes it is constant along."""
         lay = self.tensors[t]
@@ -82,21 +91,40 @@ class TermPlan:
         ]
         return [batch, -1, *sizes]
 
+    def scale(self, s: IndexSet, like: Tensor) -> Tensor | None:
+        """Per input column of ``weight_S``: 1 / the count its average runs over (None: all 1).
 
-def _averages(lay: TensorLayout, x: Tensor) -> dict[IndexSet, Tensor]:
-    """Tensor x averaged over its permuted axes outside S, for every S, flattened to (B, D, P)."""
+        The layer works on plain sums; folding the averages' divisions into the (small) weight
+        saves a pass over every average in the forward and every spread-back gradient.
+        """
+        key = (s, like.dtype, like.device)
+        if key not in self._scales:
+            counts = [self.count(t, s) for t in self.members[s]]
+            if all(c == 1 for c in counts):
+                value = None
+            else:
+                value = torch.cat(
+                    [
+                        torch.full((size,), 1.0 / c, dtype=like.dtype, device=like.device)
+                        for size, c in zip(self.in_sizes(s), counts)
+                    ]
+                )
+            self._scales[key] = value
+        return self._scales[key]
+
+
+def _sums(lay: TensorLayout, x: Tensor) -> dict[IndexSet, Tensor]:
+    """Tensor x summed over its permuted axes outside S, for every S: ``(B, D, *S-axes)``.
+
+    Used for the inputs' averages (divided by the counts through the weights) and for the
+    gradients of the broadcast output terms.
+    """
     layers = lay.permuted_layers
     if len(layers) == 2:
         rows = _sum_last(x)
-        n, m = x.shape[2], x.shape[3]
-        return {
-            layers: x.flatten(2),
-            layers[:1]: rows / m,
-            layers[1:]: x.sum(2) / n,
-            (): rows.sum(2) / (n * m),
-        }
+        return {layers: x.flatten(2), layers[:1]: rows, layers[1:]: x.sum(2), (): rows.sum(2)}
     if len(layers) == 1:
-        return {layers: x, (): x.sum(2) / x.shape[2]}
+        return {layers: x, (): x.sum(2)}
     return {(): x}
 
 
@@ -105,9 +133,19 @@ def _sum_last(x: Tensor) -> Tensor:
     return torch.matmul(x, x.new_ones(x.shape[-1]))
 
 
-def _as_rows(q: Tensor) -> Tensor:
-    """(B, D, n) → (B * n, D): fold one layer's neurons into the rows of a single GEMM."""
-    return q.transpose(1, 2).reshape(-1, q.shape[1])
+def _rows(parts: list[Tensor]) -> Tensor:
+    """[(B, D_k, n)] → (B * n, Σ D_k): one layer's neurons folded into the rows of a single GEMM,
+    the blocks side by side (one copy)."""
+    if len(parts) == 1:
+        q = parts[0]
+        return q.transpose(1, 2).reshape(-1, q.shape[1])
+    out = torch.cat([p.transpose(1, 2) for p in parts], dim=2)
+    return out.view(-1, out.shape[2])
+
+
+def _unrows(y: Tensor, batch: int) -> Tensor:
+    """(B * n, D) → (B, D, n), contiguous: the broadcasts that read it then run vectorised."""
+    return y.view(batch, -1, y.shape[1]).transpose(1, 2).contiguous()
 
 
 def _cat(parts: list[Tensor]) -> Tensor:
@@ -115,29 +153,39 @@ def _cat(parts: list[Tensor]) -> Tensor:
 
 
 class NFLinearFunction(torch.autograd.Function):
-    """``outputs = layer(inputs)`` on canonical tensors; see the module docstring."""
+    """``outputs = layer(inputs)`` on canonical tensors, optionally followed by a ReLU; see the
+    module docstring."""
 
     @staticmethod
-    def forward(ctx: Any, plan: TermPlan, n_inputs: int, *args: Tensor) -> tuple[Tensor, ...]:
+    def forward(
+        ctx: Any, plan: TermPlan, n_inputs: int, relu: bool, *args: Tensor
+    ) -> tuple[Tensor, ...]:
         xs, weights, bias = args[:n_inputs], args[n_inputs:-1], args[-1]
         B = xs[0].shape[0]
-        averages = [_averages(lay, x) for lay, x in zip(plan.tensors, xs)]
+        sums = [_sums(lay, x) for lay, x in zip(plan.tensors, xs)]
         results: dict[tuple[IndexSet, int], Tensor] = {}
         products: dict[int, tuple[Tensor, Tensor]] = {}  # pair terms, computed last
         saved: list[Tensor] = []
+        scaled: list[Tensor] = []
         for s, w in zip(plan.sets, weights):
             ts = plan.members[s]
-            q = _cat([averages[t][s] for t in ts])
-            saved.append(q)
+            scale = plan.scale(s, w)
+            if scale is not None:
+                w = w * scale
+            scaled.append(w)
             if not s:
+                q = _cat([sums[t][s] for t in ts])
                 y = torch.addmm(bias, q, w.t())
             elif len(s) == 1:
-                saved[-1] = rows = _as_rows(q)
-                y = (rows @ w.t()).view(B, q.shape[2], -1).transpose(1, 2)
+                q = _rows([sums[t][s] for t in ts])
+                y = _unrows(q @ w.t(), B)
             else:
                 # Only W_i carries both of its layers: its own product, accumulated into below.
+                q = sums[ts[0]][s]
                 products[ts[0]] = (w, q)
+                saved.append(q)
                 continue
+            saved.append(q)
             results.update(zip(((s, t) for t in ts), y.split(plan.out_sizes(s), dim=1)))
         outputs = []
         for t, sets in enumerate(plan.sets_of):
@@ -149,37 +197,30 @@ class NFLinearFunction(torch.autograd.Function):
             if t in products:
                 w, q = products[t]
                 out = _broadcast_sum(terms).flatten(2).baddbmm_(w.expand(B, -1, -1), q)
-                outputs.append(out.view(B, -1, *plan.tensors[t].permuted_shape))
+                out = out.view(B, -1, *plan.tensors[t].permuted_shape)
             else:
-                outputs.append(_accumulate(terms))
-        ctx.plan, ctx.n_inputs = plan, n_inputs
-        ctx.save_for_backward(*xs, *weights, *saved)
+                out = _accumulate(terms)
+            outputs.append(out.relu_() if relu else out)
+        ctx.plan, ctx.n_inputs, ctx.relu = plan, n_inputs, relu
+        ctx.save_for_backward(*xs, *scaled, *saved, *(outputs if relu else ()))
         return tuple(outputs)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, *grads: Tensor | None) -> tuple[Tensor | None, ...]:
         plan: TermPlan = ctx.plan
-        n = ctx.n_inputs
+        n, k = ctx.n_inputs, len(plan.sets)
         stored = ctx.saved_tensors
-        xs, weights, saved = (
-            stored[:n],
-            stored[n : n + len(plan.sets)],
-            stored[n + len(plan.sets) :],
-        )
+        xs, weights, saved = stored[:n], stored[n : n + k], stored[n + k : n + 2 * k]
         B = xs[0].shape[0]
-        need_x = ctx.needs_input_grad[2 : 2 + n]
+        need_x = ctx.needs_input_grad[3 : 3 + n]
         # Gradient of every term: the output gradient summed over the axes the term is constant on.
         term_grads: dict[tuple[IndexSet, int], Tensor] = {}
         for t, (lay, g) in enumerate(zip(plan.tensors, grads)):
             if g is None:
-                g = torch.zeros(
-                    B,
-                    plan.out_channels * lay.fixed,
-                    *lay.permuted_shape,
-                    dtype=xs[0].dtype,
-                    device=xs[0].device,
-                )
+                g = xs[0].new_zeros(B, plan.out_channels * lay.fixed, *lay.permuted_shape)
+            elif ctx.relu:
+                g = torch.ops.aten.threshold_backward(g, stored[n + 2 * k + t], 0)
             for s, value in _sums(lay, g).items():
                 term_grads[(s, t)] = value
         grad_weights: list[Tensor | None] = []
@@ -188,20 +229,23 @@ class NFLinearFunction(torch.autograd.Function):
         products: dict[int, tuple[Tensor, Tensor]] = {}
         for s, w, q in zip(plan.sets, weights, saved):
             ts = plan.members[s]
-            G = _cat([term_grads[(s, t)] for t in ts])
             want_x = any(need_x[t] for t in ts)
             if not s:
-                grad_weights.append(G.t() @ q)
+                G = _cat([term_grads[(s, t)] for t in ts])
+                gw = G.t() @ q
                 grad_bias = G.sum(0)
                 gq = G @ w if want_x else None
             elif len(s) == 1:
-                rows = _as_rows(G)
-                grad_weights.append(rows.t() @ q)
-                gq = (rows @ w).view(B, G.shape[2], -1).transpose(1, 2) if want_x else None
+                G = _rows([term_grads[(s, t)] for t in ts])
+                gw = G.t() @ q
+                gq = _unrows(G @ w, B) if want_x else None
             else:
+                G = term_grads[(s, ts[0])]
                 grad_weights.append(torch.bmm(G, q.transpose(1, 2)).sum(0))
                 products[ts[0]] = (w, G)
                 continue
+            scale = plan.scale(s, w)
+            grad_weights.append(gw if scale is None else gw.mul_(scale))
             if gq is not None:
                 pieces.update(zip(((s, t) for t in ts), gq.split(plan.in_sizes(s), dim=1)))
         grad_xs: list[Tensor | None] = []
@@ -210,7 +254,9 @@ class NFLinearFunction(torch.autograd.Function):
                 grad_xs.append(None)
                 continue
             terms = [
-                _scaled(lay, s, pieces[(s, t)], B) for s in plan.sets_of[t] if (s, t) in pieces
+                pieces[(s, t)].reshape(plan.broadcast_view(t, s, B))
+                for s in plan.sets_of[t]
+                if (s, t) in pieces
             ]
             if t in products:
                 w, G = products[t]
@@ -218,7 +264,7 @@ class NFLinearFunction(torch.autograd.Function):
                 grad_xs.append(grad.view(B, -1, *lay.permuted_shape))
             else:
                 grad_xs.append(_accumulate(terms))
-        return (None, None, *grad_xs, *grad_weights, grad_bias)
+        return (None, None, None, *grad_xs, *grad_weights, grad_bias)
 
 
 def _accumulate(terms: list[Tensor]) -> Tensor:
@@ -248,25 +294,3 @@ def _broadcast_sum(terms: list[Tensor]) -> Tensor:
     # A contiguous result, whatever the terms' strides: baddbmm_ takes its fast batched path
     # only on plain layouts.
     return torch.add(small, big, out=small.new_empty(shape))
-
-
-def _sums(lay: TensorLayout, g: Tensor) -> dict[IndexSet, Tensor]:
-    """Output gradient g summed over the axes each term of tensor ``lay`` broadcasts along."""
-    layers = lay.permuted_layers
-    if len(layers) == 2:
-        rows = _sum_last(g)
-        return {layers: g.flatten(2), layers[:1]: rows, layers[1:]: g.sum(2), (): rows.sum(2)}
-    if len(layers) == 1:
-        return {layers: g, (): g.sum(2)}
-    return {(): g}
-
-
-def _scaled(lay: TensorLayout, s: IndexSet, piece: Tensor, batch: int) -> Tensor:
-    """Gradient of an S-average, spread back: divided by the count averaged over, broadcastable."""
-    count = 1
-    for layer, size in zip(lay.permuted_layers, lay.permuted_shape):
-        if layer not in s:
-            count *= size
-    sizes = [n if layer in s else 1 for layer, n in zip(lay.permuted_layers, lay.permuted_shape)]
-    piece = piece.reshape(batch, -1, *sizes)
-    return piece / count if count > 1 else piece

@@ -93,7 +93,7 @@ class _EquivariantLinear(nn.Module):
         tensors = self.layout.tensors
         xs = [lay.to_canonical(value) for lay, value in zip(tensors, x.tensors)]
         weights = [self.weights[_key(s)] for s in self.plan.sets]
-        outputs = NFLinearFunction.apply(self.plan, len(xs), *xs, *weights, self.bias)
+        outputs = NFLinearFunction.apply(self.plan, len(xs), False, *xs, *weights, self.bias)
         return WeightSpaceFeatures.from_tensors(
             [lay.from_canonical(y, self.out_channels) for lay, y in zip(tensors, outputs)]
         )
