@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from weightspace import NetworkSpec, WeightSpaceFeatures
-from weightspace.nn import Activation, HNPLinear, HNPPool, NPLinear, NPPool
+from weightspace.nn import HNPLinear, HNPPool, NPLinear, NPPool
 
 try:
     import nfn
@@ -80,9 +80,9 @@ def ours(case: Case) -> nn.Module:
     layer = {"np": NPLinear, "hnp": HNPLinear}[case.mode]
     mods: list[nn.Module] = []
     for k, (c_in, c_out) in enumerate(zip(case.channels, case.channels[1:])):
-        mods.append(layer(case.spec, c_in, c_out))
-        if k < len(case.channels) - 2 or case.pool:
-            mods.append(Activation("relu"))
+        relu = k < len(case.channels) - 2 or case.pool
+        # The same ReLU as a separate Activation("relu"), fused into the layer.
+        mods.append(layer(case.spec, c_in, c_out, activation="relu" if relu else None))
     if case.pool:
         mods.append({"np": NPPool, "hnp": HNPPool}[case.mode](case.spec))
     return nn.Sequential(*mods)

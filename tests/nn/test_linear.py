@@ -150,3 +150,60 @@ def test_backward_handles_unused_outputs_and_inputs_without_grad():
     y = layer(x)
     y.weights[0].sum().backward()  # only W1's output feeds the loss; x needs no gradient
     assert all(p.grad is not None for p in layer.parameters())
+
+
+@pytest.mark.parametrize("mode", ["np", "hnp"])
+@pytest.mark.parametrize(
+    "spec",
+    [NetworkSpec((2, 3, 2)), NetworkSpec((2, 3, 2, 2), ((2, 2), (3,), ()))],
+    ids=str,
+)
+def test_fused_relu_backward_matches_finite_differences(spec, mode):
+    """The ReLU fused into the layer's autograd function, against numerical gradients."""
+    layer = _randomise(LAYERS[mode](spec, 2, 3, activation="relu"), seed=1).double()
+    names = [name for name, _ in layer.named_parameters()]
+    params = [p.detach().clone().requires_grad_() for p in layer.parameters()]
+    x = random_features(spec, 2, 2, generator=torch.Generator().manual_seed(0))
+    xs = [t.clone().requires_grad_() for t in x.tensors]
+
+    def fn(*args):
+        feats = WeightSpaceFeatures.from_tensors(args[: len(xs)])
+        out = torch.func.functional_call(layer, dict(zip(names, args[len(xs) :])), (feats,))
+        return out.tensors
+
+    plain = LAYERS[mode](spec, 2, 3).double()
+    plain.load_state_dict(layer.state_dict())
+    pre = plain(x).tensors
+    # Entries at the kink would make finite differences meaningless; random inputs avoid them.
+    assert all((y.abs() > 1e-3).all() for y in pre)
+    assert any((y < 0).any() for y in pre) and any((y > 0).any() for y in pre)
+    assert torch.autograd.gradcheck(fn, (*xs, *params), eps=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+@pytest.mark.parametrize("mode", ["np", "hnp"])
+def test_layer_activation_matches_a_separate_activation(mode, activation):
+    spec = NetworkSpec((2, 3, 2, 2), ((2, 2), (3,), ()))
+    fused = _randomise(LAYERS[mode](spec, 2, 3, activation=activation), seed=2).double()
+    plain = LAYERS[mode](spec, 2, 3).double()
+    plain.load_state_dict(fused.state_dict())
+    assert activation in repr(fused)
+    x = random_features(spec, 3, 2)
+    xs = [t.clone().requires_grad_() for t in x.tensors]
+    ref_xs = [t.clone().requires_grad_() for t in x.tensors]
+    y = fused(WeightSpaceFeatures.from_tensors(xs))
+    ref = Activation(activation)(plain(WeightSpaceFeatures.from_tensors(ref_xs)))
+    for a, b in zip(y.tensors, ref.tensors):
+        torch.testing.assert_close(a, b)
+    weights = [torch.randn_like(t) for t in y.tensors]
+    sum((w * t).sum() for w, t in zip(weights, y.tensors)).backward()
+    sum((w * t).sum() for w, t in zip(weights, ref.tensors)).backward()
+    for a, b in zip(xs, ref_xs):
+        torch.testing.assert_close(a.grad, b.grad)
+    for (name, p), q in zip(fused.named_parameters(), plain.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, msg=name)
+
+
+def test_layer_rejects_unknown_activation():
+    with pytest.raises(ValueError, match="unknown activation"):
+        NPLinear(NetworkSpec((2, 3, 2)), 1, 1, activation="swishy")

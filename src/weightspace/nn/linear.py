@@ -22,11 +22,13 @@ bias folded in), one per permuted layer, and one per weight whose both neuron ax
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from weightspace.nn._terms import IndexSet, NFLinearFunction, TermPlan
+from weightspace.nn.activation import get_activation
 from weightspace.space.features import WeightSpaceFeatures, check_features
 from weightspace.space.layout import SpaceLayout
 from weightspace.space.spec import Mode, NetworkSpec, check_mode
@@ -51,6 +53,7 @@ class _EquivariantLinear(nn.Module):
         out_channels: int,
         mode: Mode,
         init_gain: float = math.sqrt(2.0),
+        activation: str | Callable[[Tensor], Tensor] | None = None,
     ) -> None:
         super().__init__()
         check_mode(mode)
@@ -67,6 +70,11 @@ class _EquivariantLinear(nn.Module):
         )
         self.bias = nn.Parameter(torch.empty(self.plan.weight_shape(())[0]))
         self.init_gain = init_gain
+        # ReLU runs inside the layer's autograd function (in place on the fresh outputs, its
+        # backward folded into the layer's); any other activation is applied after.
+        self.activation = activation
+        self._fused_relu = activation == "relu"
+        self._act = None if activation is None or self._fused_relu else get_activation(activation)
         self.reset_parameters()
 
     @property
@@ -93,7 +101,11 @@ class _EquivariantLinear(nn.Module):
         tensors = self.layout.tensors
         xs = [lay.to_canonical(value) for lay, value in zip(tensors, x.tensors)]
         weights = [self.weights[_key(s)] for s in self.plan.sets]
-        outputs = NFLinearFunction.apply(self.plan, len(xs), False, *xs, *weights, self.bias)
+        outputs = NFLinearFunction.apply(
+            self.plan, len(xs), self._fused_relu, *xs, *weights, self.bias
+        )
+        if self._act is not None:
+            outputs = [self._act(y) for y in outputs]
         return WeightSpaceFeatures.from_tensors(
             [lay.from_canonical(y, self.out_channels) for lay, y in zip(tensors, outputs)]
         )
@@ -104,6 +116,7 @@ class _EquivariantLinear(nn.Module):
             f"widths={self.spec.widths}, in_channels={self.in_channels}, "
             f"out_channels={self.out_channels}, params={sum(p.numel() for p in self.parameters())} "
             f"[{sizes}]"
+            + (f", activation={self.activation!r}" if self.activation is not None else "")
         )
 
 
@@ -122,6 +135,10 @@ class NPLinear(_EquivariantLinear):
     init_gain:
         Weights are uniform with standard deviation ``init_gain / sqrt(fan_in)``, fan-in counted
         over all terms feeding an output tensor.
+    activation:
+        Optional entrywise nonlinearity applied to the outputs (a name as for
+        :class:`~weightspace.nn.Activation`, or a callable); ``"relu"`` is fused into the layer,
+        which saves a pass over the features and a temporary in both directions.
 
     Shapes
     ------
@@ -136,8 +153,9 @@ class NPLinear(_EquivariantLinear):
         in_channels: int,
         out_channels: int,
         init_gain: float = math.sqrt(2.0),
+        activation: str | Callable[[Tensor], Tensor] | None = None,
     ) -> None:
-        super().__init__(spec, in_channels, out_channels, "np", init_gain)
+        super().__init__(spec, in_channels, out_channels, "np", init_gain, activation)
 
 
 class HNPLinear(_EquivariantLinear):
@@ -155,6 +173,9 @@ class HNPLinear(_EquivariantLinear):
         Feature channels C_in and C_out.
     init_gain:
         Weights are uniform with standard deviation ``init_gain / sqrt(fan_in)``.
+    activation:
+        Optional entrywise nonlinearity applied to the outputs; ``"relu"`` is fused into the
+        layer (see :class:`NPLinear`).
 
     Shapes
     ------
@@ -169,8 +190,9 @@ class HNPLinear(_EquivariantLinear):
         in_channels: int,
         out_channels: int,
         init_gain: float = math.sqrt(2.0),
+        activation: str | Callable[[Tensor], Tensor] | None = None,
     ) -> None:
-        super().__init__(spec, in_channels, out_channels, "hnp", init_gain)
+        super().__init__(spec, in_channels, out_channels, "hnp", init_gain, activation)
 
 
 class PointwiseLinear(nn.Module):
