@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from itertools import combinations
 from typing import Any
 
@@ -83,13 +84,39 @@ class TermPlan:
             n for layer, n in zip(lay.permuted_layers, lay.permuted_shape) if layer not in s
         )
 
-    def broadcast_view(self, t: int, s: IndexSet, batch: int) -> list[int]:
-        """Shape of tensor t's S-term, with size 1 on the axes it is constant along."""
+    @cached_property
+    def pair_of(self) -> dict[int, IndexSet]:
+        """Tensors whose own two-layer index set has a weight (W_i), and that set."""
+        return {ts[0]: s for s, ts in self.members.items() if len(s) == 2}
+
+    @cached_property
+    def terms_of(self) -> tuple[tuple[tuple[IndexSet, tuple[int, ...]], ...], ...]:
+        """Per tensor, its broadcast terms (index set, sizes of the permuted axes in the term).
+
+        A pair tensor's row, column and global terms come smallest first (they are summed into
+        its own product); any other tensor's come largest first (the first is full-shaped).
+        """
+        out = []
+        for t in range(len(self.tensors)):
+            sets = [s for s in self.sets_of[t] if len(s) < 2 or t not in self.pair_of]
+            if t in self.pair_of:
+                sets.sort(key=lambda s: math.prod(self._view(t, s)))
+            out.append(tuple((s, self._view(t, s)) for s in sets))
+        return tuple(out)
+
+    @cached_property
+    def out_splits(self) -> dict[IndexSet, list[int]]:
+        return {s: self.out_sizes(s) for s in self.sets}
+
+    @cached_property
+    def in_splits(self) -> dict[IndexSet, list[int]]:
+        return {s: self.in_sizes(s) for s in self.sets}
+
+    def _view(self, t: int, s: IndexSet) -> tuple[int, ...]:
         lay = self.tensors[t]
-        sizes = [
+        return tuple(
             n if layer in s else 1 for layer, n in zip(lay.permuted_layers, lay.permuted_shape)
-        ]
-        return [batch, -1, *sizes]
+        )
 
     def scale(self, s: IndexSet, like: Tensor) -> Tensor | None:
         """Per input column of ``weight_S``: 1 / the count its average runs over (None: all 1).
@@ -186,18 +213,15 @@ class NFLinearFunction(torch.autograd.Function):
                 saved.append(q)
                 continue
             saved.append(q)
-            results.update(zip(((s, t) for t in ts), y.split(plan.out_sizes(s), dim=1)))
+            results.update(zip(((s, t) for t in ts), y.split_with_sizes(plan.out_splits[s], 1)))
         outputs = []
-        for t, sets in enumerate(plan.sets_of):
-            terms = [
-                results[(s, t)].reshape(plan.broadcast_view(t, s, B))
-                for s in sets
-                if (s, t) in results
-            ]
+        for t, terms_of in enumerate(plan.terms_of):
+            terms = [results[(s, t)].reshape(B, -1, *view) for s, view in terms_of]
             if t in products:
                 w, q = products[t]
-                out = _broadcast_sum(terms).flatten(2).baddbmm_(w.expand(B, -1, -1), q)
-                out = out.view(B, -1, *plan.tensors[t].permuted_shape)
+                shape = (B, w.shape[0], *plan.tensors[t].permuted_shape)
+                out = _broadcast_sum(terms, shape)
+                out.view(B, w.shape[0], -1).baddbmm_(w.expand(B, -1, -1), q)
             else:
                 out = _accumulate(terms)
             outputs.append(out.relu_() if relu else out)
@@ -247,21 +271,18 @@ class NFLinearFunction(torch.autograd.Function):
             scale = plan.scale(s, w)
             grad_weights.append(gw if scale is None else gw.mul_(scale))
             if gq is not None:
-                pieces.update(zip(((s, t) for t in ts), gq.split(plan.in_sizes(s), dim=1)))
+                pieces.update(zip(((s, t) for t in ts), gq.split_with_sizes(plan.in_splits[s], 1)))
         grad_xs: list[Tensor | None] = []
         for t, lay in enumerate(plan.tensors):
             if not need_x[t]:
                 grad_xs.append(None)
                 continue
-            terms = [
-                pieces[(s, t)].reshape(plan.broadcast_view(t, s, B))
-                for s in plan.sets_of[t]
-                if (s, t) in pieces
-            ]
+            terms = [pieces[(s, t)].reshape(B, -1, *view) for s, view in plan.terms_of[t]]
             if t in products:
                 w, G = products[t]
-                grad = _broadcast_sum(terms).flatten(2).baddbmm_(w.t().expand(B, -1, -1), G)
-                grad_xs.append(grad.view(B, -1, *lay.permuted_shape))
+                grad = _broadcast_sum(terms, (B, w.shape[1], *lay.permuted_shape))
+                grad.view(B, w.shape[1], -1).baddbmm_(w.t().expand(B, -1, -1), G)
+                grad_xs.append(grad)
             else:
                 grad_xs.append(_accumulate(terms))
         return (None, None, None, *grad_xs, *grad_weights, grad_bias)
@@ -279,18 +300,16 @@ def _accumulate(terms: list[Tensor]) -> Tensor:
     return out
 
 
-def _broadcast_sum(terms: list[Tensor]) -> Tensor:
-    """Materialise the sum of a weight's row, column and global terms as one fresh tensor.
+def _broadcast_sum(terms: list[Tensor], shape: tuple[int, ...]) -> Tensor:
+    """Materialise the sum of a weight's global, row and column terms (smallest first) as one
+    fresh, contiguous tensor of ``shape``.
 
     The pair term's matrix product is then accumulated into it (``baddbmm_``): one full-size
     write for the broadcasts and one product, instead of a product and two broadcast passes.
     """
-    by_rank = sorted(terms, key=lambda t: t.shape[2:].numel())
-    small = by_rank[0]
-    for term in by_rank[1:-1]:
+    small = terms[0]
+    for term in terms[1:-1]:
         small = small + term  # still small: the global term folds into a row or column term
-    big = by_rank[-1]
-    shape = torch.broadcast_shapes(small.shape, big.shape)
     # A contiguous result, whatever the terms' strides: baddbmm_ takes its fast batched path
     # only on plain layouts.
-    return torch.add(small, big, out=small.new_empty(shape))
+    return torch.add(small, terms[-1], out=small.new_empty(shape))

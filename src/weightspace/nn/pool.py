@@ -33,7 +33,9 @@ class _InvariantPool(nn.Module):
         for lay, value in zip(self.layout.tensors, x.tensors):
             xc = lay.to_canonical(value)
             dims = tuple(range(2, xc.ndim))
-            parts.append(xc.mean(dims) if dims else xc)
+            # A sum then a scaling of the small result, not mean(): mean's backward writes a
+            # full-size gradient, sum's is a broadcast view.
+            parts.append(xc.sum(dims) * (1.0 / xc.shape[2:].numel()) if dims else xc)
         return torch.cat(parts, dim=1)
 
     def extra_repr(self) -> str:
