@@ -148,6 +148,9 @@ class InrClassifyConfig:
         ``None`` (default) for none.
     normalize:
         Standardise each weight/bias tensor by its training-split mean and standard deviation.
+    sign_flips:
+        Augment training examples with random hidden-neuron sign flips (see
+        :class:`InrClassifier`); exact for SIRENs, whose sine is odd.
     source:
         One of :data:`SOURCES`.
     prefix, split_points, augment_prefixes:
@@ -172,6 +175,7 @@ class InrClassifyConfig:
     weight_decay: float = 0.0
     patience: int | None = None
     normalize: bool = True
+    sign_flips: bool = False
     source: str = "auto"
     prefix: str | None = None
     split_points: tuple[int, int] | None = PAPER_SPLIT_POINTS
@@ -401,6 +405,10 @@ class InrClassifier(nn.Module):
         element of the HNP group (:func:`weightspace.symmetry.sample` with one element per
         network, drawn from torch's global generator, which :func:`fit` seeds and checkpoints).
         The permuted SIREN computes the same image. Evaluation never permutes.
+    sign_flips:
+        In training mode, negate each hidden neuron of each example with probability 1/2
+        (:func:`weightspace.symmetry.flip_signs`; sine is odd, so the SIREN computes the same
+        image). The NFNs are built for permutations only, so this is a free augmentation.
 
     Attributes
     ----------
@@ -415,9 +423,12 @@ class InrClassifier(nn.Module):
     - output: ``(B, num_classes)`` logits
     """
 
-    def __init__(self, net: nn.Module, spec: NetworkSpec, *, augment: bool = False) -> None:
+    def __init__(
+        self, net: nn.Module, spec: NetworkSpec, *, augment: bool = False, sign_flips: bool = False
+    ) -> None:
         super().__init__()
         self.net, self.spec, self.augment = net, spec, bool(augment)
+        self.sign_flips = bool(sign_flips)
         n = len(spec.tensors)
         self.register_buffer("shift", torch.zeros(n))
         self.register_buffer("scale", torch.ones(n))
@@ -449,12 +460,16 @@ class InrClassifier(nn.Module):
 
     def forward(self, x: WeightSpaceFeatures) -> Tensor:
         check_features(x, self.spec, 1, type(self).__name__)
+        if self.sign_flips and self.training:
+            x = symmetry.flip_signs(
+                x, symmetry.sample_signs(self.spec, x.batch_size, device=x.device)
+            )
         if self.augment and self.training:
             x = self.permute_randomly(x)
         return self.net(self.standardize(x))
 
     def extra_repr(self) -> str:
-        return f"spec={self.spec}, augment={self.augment}"
+        return f"spec={self.spec}, augment={self.augment}, sign_flips={self.sign_flips}"
 
 
 def build_classifier(
@@ -466,6 +481,7 @@ def build_classifier(
     head_hidden: Sequence[int] = (256,),
     dropout: float = 0.2,
     fourier_features: int | None = None,
+    sign_flips: bool = False,
 ) -> InrClassifier:
     """The classifier named ``model`` (:data:`MODELS`) for INRs on ``spec``, with
     ``num_classes`` logits, wrapped in an :class:`InrClassifier` (statistics still identity).
@@ -495,7 +511,7 @@ def build_classifier(
         net = FlatMLP(
             spec, head_hidden=tuple(head_hidden), out_features=num_classes, dropout=dropout
         )
-    return InrClassifier(net, spec, augment=model == "mlp-aug")
+    return InrClassifier(net, spec, augment=model == "mlp-aug", sign_flips=sign_flips)
 
 
 def _cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
@@ -697,6 +713,7 @@ def run_inr_classification(
         head_hidden=config.head_hidden,
         dropout=config.dropout,
         fourier_features=config.fourier_features,
+        sign_flips=config.sign_flips,
     )
     if config.normalize:
         model.set_statistics(parts["train"].features)
