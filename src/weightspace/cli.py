@@ -143,6 +143,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="stop after this many epochs without a better validation accuracy (default: never)",
     )
+    cls.add_argument(
+        "--fourier-features",
+        type=int,
+        default=None,
+        help="Gaussian Fourier features of each weight (NFNs); 0 for none (default: 64 for NFNs)",
+    )
+    cls.add_argument(
+        "--sign-flips",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="random hidden-neuron sign flips in training (default auto: on for the NFNs)",
+    )
     cls.add_argument("--source", choices=INR_SOURCES, default="auto")
     cls.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     cls.set_defaults(handler=_train_inr_classify)
@@ -249,6 +261,13 @@ def _train_inr_classify(args: argparse.Namespace) -> None:
         "patience": args.patience,
     }
     # Unset options keep InrClassifyConfig's own (CPU-sized) defaults.
+    explicit: dict[str, object] = {}
+    if args.fourier_features is not None:
+        if args.fourier_features < 0:
+            raise SystemExit(f"--fourier-features must be >= 0, got {args.fourier_features}")
+        explicit["fourier_features"] = args.fourier_features or None
+    if args.sign_flips != "auto":
+        explicit["sign_flips"] = args.sign_flips == "on"
     config = InrClassifyConfig(
         inrs=args.inrs,
         model=args.model,
@@ -257,6 +276,7 @@ def _train_inr_classify(args: argparse.Namespace) -> None:
         source=args.source,
         device=args.device,
         **{k: v for k, v in options.items() if v is not None},
+        **explicit,  # type: ignore[arg-type]
     )
     metrics = run_inr_classification(config)
     _print_metrics(metrics, f"{args.out}/metrics.json")

@@ -74,6 +74,7 @@ from weightspace.train.loop import (
 
 __all__ = [
     "MODELS",
+    "NFN_FOURIER_FEATURES",
     "PAPER_CONFIG",
     "SOURCES",
     "InrClassifier",
@@ -99,6 +100,8 @@ METRICS_JSON = "metrics.json"
 CONFUSION_PNG = "confusion.png"
 PREDICTIONS_CSV = "predictions.csv"
 _EVAL_BATCH = 256
+#: Gaussian Fourier features the NFN classifiers use by default (``fourier_features="auto"``).
+NFN_FOURIER_FEATURES = 64
 
 #: The paper's INR classifier (§4), for a GPU: 3 NP layers of 512 channels with a sinusoidal IO
 #: encoding (what ``model="np"`` uses), an MLP head of 1000 units with dropout 0.5, 200k Adam
@@ -145,12 +148,15 @@ class InrClassifyConfig:
         Dropout in the head. Default 0.2 (the paper's 0.5 is for its 1000-unit head).
     fourier_features:
         Mapping size of Gaussian Fourier features applied to every weight first (NFNs only);
-        ``None`` (default) for none.
+        ``None`` for none. ``"auto"`` (default): :data:`NFN_FOURIER_FEATURES` for the NFNs,
+        none for the MLPs. On the bundled MNIST SIRENs an NFN without them does not leave
+        chance level in 6 epochs (train loss stays at ln 10); with them it learns at once.
     normalize:
         Standardise each weight/bias tensor by its training-split mean and standard deviation.
     sign_flips:
         Augment training examples with random hidden-neuron sign flips (see
-        :class:`InrClassifier`); exact for SIRENs, whose sine is odd.
+        :class:`InrClassifier`); exact for SIRENs, whose sine is odd. ``"auto"`` (default): on
+        for the NFNs, off for the MLP baselines (as the paper trains them).
     source:
         One of :data:`SOURCES`.
     prefix, split_points, augment_prefixes:
@@ -171,11 +177,11 @@ class InrClassifyConfig:
     hidden_channels: tuple[int, ...] = (32, 32, 32)
     head_hidden: tuple[int, ...] = (256,)
     dropout: float = 0.2
-    fourier_features: int | None = None
+    fourier_features: int | str | None = "auto"
     weight_decay: float = 0.0
     patience: int | None = None
     normalize: bool = True
-    sign_flips: bool = False
+    sign_flips: bool | str = "auto"
     source: str = "auto"
     prefix: str | None = None
     split_points: tuple[int, int] | None = PAPER_SPLIT_POINTS
@@ -202,11 +208,21 @@ class InrClassifyConfig:
             raise ValueError("InrClassifyConfig.hidden_channels: an NFN needs at least one layer")
         if not (isinstance(self.dropout, int | float) and 0 <= self.dropout < 1):
             raise ValueError(f"InrClassifyConfig.dropout must be in [0, 1), got {self.dropout!r}")
+        nfn = self.model in ("np", "hnp")
+        if self.fourier_features == "auto":
+            self.fourier_features = NFN_FOURIER_FEATURES if nfn else None
+        if self.sign_flips == "auto":
+            self.sign_flips = nfn
+        if not isinstance(self.sign_flips, bool):
+            raise ValueError(
+                f"InrClassifyConfig.sign_flips must be True, False or 'auto', got {self.sign_flips!r}"
+            )
         if self.fourier_features is not None:
             ff = self.fourier_features
             if isinstance(ff, bool) or not isinstance(ff, int) or ff < 1:
                 raise ValueError(
-                    f"InrClassifyConfig.fourier_features must be a positive int or None, got {ff!r}"
+                    "InrClassifyConfig.fourier_features must be a positive int, None or 'auto', "
+                    f"got {ff!r}"
                 )
             if self.model not in ("np", "hnp"):
                 raise ValueError(
