@@ -245,6 +245,10 @@ class NFLinearFunction(torch.autograd.Function):
                 g = xs[0].new_zeros(B, plan.out_channels * lay.fixed, *lay.permuted_shape)
             elif ctx.relu:
                 g = torch.ops.aten.threshold_backward(g, stored[n + 2 * k + t], 0)
+            elif not g.is_contiguous():
+                # E.g. the broadcast gradient of a sum: one copy here, not one inside every
+                # reduction and matrix product that reads it (bmm copies per batch).
+                g = g.contiguous()
             for s, value in _sums(lay, g).items():
                 term_grads[(s, t)] = value
         grad_weights: list[Tensor | None] = []
