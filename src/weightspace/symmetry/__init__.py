@@ -1,5 +1,5 @@
 """The permutation symmetry of weight spaces: sample group elements and apply them; and the
-sign symmetry of networks with odd activations (:mod:`weightspace.symmetry.signs`)."""
+sign and scale symmetries of odd and ReLU activations (:mod:`weightspace.symmetry.neurons`)."""
 
 from weightspace.symmetry.group import (
     compose,
@@ -10,7 +10,7 @@ from weightspace.symmetry.group import (
     permute_module,
     sample,
 )
-from weightspace.symmetry.signs import flip_signs, sample_signs
+from weightspace.symmetry.neurons import flip_signs, rescale_neurons, sample_scales, sample_signs
 
 __all__ = [
     "compose",
@@ -20,6 +20,8 @@ __all__ = [
     "inverse",
     "permute_features",
     "permute_module",
+    "rescale_neurons",
     "sample",
+    "sample_scales",
     "sample_signs",
 ]

@@ -74,9 +74,49 @@ def test_flipping_twice_is_the_identity_and_channels_flip_together():
 
 def test_bad_signs_are_refused():
     features = random_features(SPEC, 4)
-    with pytest.raises(ValueError, match="expected 2 sign tensors"):
+    with pytest.raises(ValueError, match="expected 2 signs tensors"):
         symmetry.flip_signs(features, [torch.ones(4, 5)])
     with pytest.raises(ValueError, match=r"signs\[1\] \(hidden layer 2\) has shape \(4, 5\), "):
         symmetry.flip_signs(features, [torch.ones(4, 5), torch.ones(4, 5)])
     with pytest.raises(ValueError, match="batch_size must be a positive int"):
         symmetry.sample_signs(SPEC, 0)
+
+
+# ------------------------------------------------------------------ positive scales (ReLU)
+def rescaled(spec: NetworkSpec, batch: int = 4, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    features = random_features(spec, batch, generator=gen)
+    scales = symmetry.sample_scales(spec, batch, max_factor=3.0, generator=gen, dtype=torch.float64)
+    return features, scales, symmetry.rescale_neurons(features, scales)
+
+
+def test_sample_scales_are_log_uniform_in_range():
+    scales = symmetry.sample_scales(SPEC, 2000, max_factor=4.0, generator=torch.Generator())
+    assert [tuple(s.shape) for s in scales] == [(2000, 5), (2000, 4)]
+    logs = torch.cat([s.flatten() for s in scales]).double().log() / torch.tensor(4.0).log()
+    assert logs.min() >= -1 and logs.max() <= 1
+    assert abs(float(logs.mean())) < 0.03 and abs(float((logs > 0.5).double().mean()) - 0.25) < 0.03
+
+
+@pytest.mark.parametrize("spec", [SPEC, CNN], ids=["mlp", "cnn"])
+def test_relu_networks_compute_the_same_function(spec):
+    features, _, out = rescaled(spec)
+    assert not torch.allclose(out.weights[1], features.weights[1])
+    x = torch.randn(5, *((3,) if spec is SPEC else (2, 8, 8)), dtype=torch.float64)
+    torch.testing.assert_close(forward(out, x, "relu"), forward(features, x, "relu"))
+
+
+def test_control_tanh_networks_change_under_rescaling():
+    features, _, out = rescaled(SPEC)
+    x = torch.randn(6, 3, dtype=torch.float64)
+    assert (forward(out, x, "tanh") - forward(features, x, "tanh")).abs().max() > 1e-3
+
+
+def test_bad_scales_are_refused():
+    features = random_features(SPEC, 4)
+    with pytest.raises(ValueError, match="scales\\[0\\] must be positive"):
+        symmetry.rescale_neurons(features, [-torch.ones(4, 5), torch.ones(4, 4)])
+    with pytest.raises(ValueError, match="expected 2 scales tensors"):
+        symmetry.rescale_neurons(features, [torch.ones(4, 5)])
+    with pytest.raises(ValueError, match="max_factor must be a finite number >= 1"):
+        symmetry.sample_scales(SPEC, 2, max_factor=0.5)
