@@ -117,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--batch-size", type=_positive_int, default=8)
     gen.add_argument("--lr", type=_positive_float, default=1e-3)
     gen.add_argument("--patience", type=_positive_int, default=None)
+    gen.add_argument(
+        "--augment",
+        action="store_true",
+        help="train on random same-function copies (tanh: sign flips, ReLU: rescaled neurons)",
+    )
     gen.add_argument("--zoo-kind", choices=ZOO_KINDS, default="auto")
     gen.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     gen.set_defaults(handler=_train_generalization)
@@ -245,6 +250,7 @@ def _train_generalization(args: argparse.Namespace) -> None:
         lr=args.lr,
         patience=args.patience,
         zoo_kind=args.zoo_kind,
+        augment=args.augment,
         device=args.device,
     )
     metrics = run_generalization(config)

@@ -184,3 +184,43 @@ def test_detect_zoo_kind(tmp_path):
     (tmp_path / "c").write_text("")
     with pytest.raises(ValueError, match="is not a folder"):
         detect_zoo_kind(tmp_path / "c")
+
+
+def test_augmented_items_are_the_same_functions(tmp_path):
+    """ZooDataset(augment=True): each draw is another set of weights for the same CNN."""
+    from weightspace.data.zoo import ZooConfig, generate_zoo, load_zoo
+    from weightspace.functional import forward
+    from weightspace.tasks.generalization import ZooDataset
+
+    path = generate_zoo(
+        ZooConfig(
+            dataset="digits",
+            networks=8,
+            out=str(tmp_path / "zoo"),
+            epochs=1,
+            chunk_size=8,
+            limit_train=64,
+            limit_test=32,
+        ),
+        progress=False,
+    )
+    zoo = load_zoo(path)
+    activations = {row["activation"] for row in zoo.metadata}
+    assert activations == {"relu", "tanh"}  # both symmetries get exercised
+    plain, augmented = ZooDataset(zoo), ZooDataset(zoo, augment=True)
+    x = torch.randn(5, 1, 8, 8)
+    torch.manual_seed(0)
+    for i in range(len(zoo)):
+        (a, ya), (b, yb) = plain[i], augmented[i]
+        assert torch.equal(ya, yb)
+        assert not torch.equal(a.weights[1], b.weights[1])
+        act = zoo.metadata[i]["activation"]
+        torch.testing.assert_close(
+            forward(b, x, act, stride=2, padding=1),
+            forward(a, x, act, stride=2, padding=1),
+            rtol=1e-4,
+            atol=1e-5,
+        )
+    bad = Zoo(zoo.spec, zoo.features, zoo.test_accuracy, [{"index": 3}] * 8, zoo.split)
+    with pytest.raises(ValueError, match="network 3 has activation None; symmetry augmentation"):
+        ZooDataset(bad, augment=True)

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from weightspace import symmetry
 from weightspace.data.container import SPLITS, Zoo
 from weightspace.models import FlatMLP, InvariantNFN, StatNet
 from weightspace.space.features import WeightSpaceFeatures
@@ -58,6 +59,7 @@ __all__ = [
     "detect_zoo_kind",
     "evaluate",
     "load_any_zoo",
+    "network_activation",
     "run_generalization",
     "save_scatter",
 ]
@@ -103,6 +105,9 @@ class GeneralizationConfig:
         the Small CNN Zoo; ``None`` is the last.
     split_seed:
         Seed of the zoo's train/val/test split.
+    augment:
+        Train on random function-preserving copies of each network (:class:`ZooDataset`): sign
+        flips of tanh networks' hidden neurons, positive rescalings of ReLU networks' ones.
     device:
         ``"auto"``, ``"cpu"``, ``"cuda"``, …
     """
@@ -121,6 +126,7 @@ class GeneralizationConfig:
     epoch: int | None = None
     split_seed: int = 0
     weight_decay: float = 0.0
+    augment: bool = False
     device: str = "auto"
 
     def __post_init__(self) -> None:
@@ -144,21 +150,60 @@ class GeneralizationConfig:
             )
 
 
+#: Activations with an exact neuron-wise symmetry beyond permutations (see
+#: :mod:`weightspace.symmetry.neurons`): sign flips for odd ones, positive rescaling for ReLU.
+_ODD_ACTIVATIONS = ("tanh", "sin")
+_HOMOGENEOUS_ACTIVATIONS = ("relu",)
+
+
+def network_activation(row: dict[str, Any]) -> str | None:
+    """A zoo network's activation from its metadata row (``activation`` for generated zoos,
+    ``config.activation`` for the Small CNN Zoo), or ``None`` when it is not recorded."""
+    value = row.get("activation", row.get("config.activation"))
+    return str(value) if value is not None else None
+
+
 class ZooDataset(Dataset):
     """``(features[i], test_accuracy[i])`` items of a :class:`Zoo`, for a DataLoader.
 
     ``features[i]`` keeps a batch axis of 1; :func:`weightspace.collate` concatenates them.
+
+    With ``augment=True`` every item is a fresh random copy of the same function: hidden neurons
+    of tanh networks get random sign flips, those of ReLU networks random positive scales
+    (log-uniform in [1/``max_factor``, ``max_factor``], compensated in the next layer), drawn from
+    torch's global generator (seeded and checkpointed by the training loop). The test accuracy
+    is a property of the function, so the target is unchanged. A network whose activation is
+    not recorded or has no such symmetry is refused, naming it.
     """
 
-    def __init__(self, zoo: Zoo) -> None:
+    def __init__(self, zoo: Zoo, *, augment: bool = False, max_factor: float = 2.0) -> None:
         self.features: WeightSpaceFeatures = zoo.features
         self.targets: Tensor = zoo.test_accuracy.float()
+        self.spec, self.augment, self.max_factor = zoo.spec, bool(augment), float(max_factor)
+        self.odd: list[bool] = []
+        if self.augment:
+            for i, row in enumerate(zoo.metadata):
+                act = network_activation(row)
+                if act not in _ODD_ACTIVATIONS + _HOMOGENEOUS_ACTIVATIONS:
+                    raise ValueError(
+                        f"ZooDataset(augment=True): network {row.get('index', i)} has activation "
+                        f"{act!r}; symmetry augmentation needs one of "
+                        f"{_ODD_ACTIVATIONS + _HOMOGENEOUS_ACTIVATIONS}"
+                    )
+                self.odd.append(act in _ODD_ACTIVATIONS)
 
     def __len__(self) -> int:
         return len(self.targets)
 
     def __getitem__(self, i: int) -> tuple[WeightSpaceFeatures, Tensor]:
-        return self.features[i], self.targets[i]
+        features = self.features[i]
+        if self.augment:
+            if self.odd[i]:
+                features = symmetry.flip_signs(features, symmetry.sample_signs(self.spec, 1))
+            else:
+                scales = symmetry.sample_scales(self.spec, 1, max_factor=self.max_factor)
+                features = symmetry.rescale_neurons(features, scales)
+        return features, self.targets[i]
 
 
 # ---------------------------------------------------------------------- zoos
@@ -409,7 +454,7 @@ def run_generalization(
     )
     result = fit(
         model,
-        ZooDataset(parts["train"]),
+        ZooDataset(parts["train"], augment=config.augment),
         ZooDataset(parts["val"]),
         loss_fn=_bce_loss,
         metric_fn=_kendall_metric,
