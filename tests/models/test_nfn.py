@@ -83,7 +83,11 @@ def test_invariant_structure_and_defaults():
     spec = NetworkSpec((3, 4, 5, 2))
     hnp = InvariantNFN(spec, hidden_channels=(4, 6), head_hidden=(8, 8), out_features=3)
     kinds = [type(m) for m in hnp.encoder]
-    assert kinds == [HNPLinear, Activation, HNPLinear, Activation]  # activation after each
+    # ReLU after each layer, fused into it; an Identity keeps the activation's slot.
+    assert kinds == [HNPLinear, torch.nn.Identity, HNPLinear, torch.nn.Identity]
+    assert [m.activation for m in hnp.encoder[::2]] == ["relu", "relu"]
+    tanh = InvariantNFN(spec, hidden_channels=(4, 6), activation="tanh")
+    assert [type(m) for m in tanh.encoder] == [HNPLinear, Activation, HNPLinear, Activation]
     assert isinstance(hnp.pool, HNPPool)
     assert hnp.head[0].in_features == hnp.pool.output_size(6)
     assert hnp(random_features(spec, 5, dtype=torch.float32)).shape == (5, 3)
@@ -154,8 +158,9 @@ def test_equivariant_structure_and_shapes():
     spec = NetworkSpec((2, 3, 4, 1), ((3, 3), (3, 3), ()))
     model = EquivariantNFN(spec, "hnp", hidden_channels=(4, 5), in_channels=2, out_channels=3)
     kinds = [type(m) for m in model.layers]
-    # Activations between NF-Layers, not after the last one.
-    assert kinds == [HNPLinear, Activation, HNPLinear, Activation, HNPLinear]
+    # ReLUs between NF-Layers (fused, an Identity in their slot), not after the last one.
+    assert kinds == [HNPLinear, torch.nn.Identity, HNPLinear, torch.nn.Identity, HNPLinear]
+    assert [m.activation for m in model.layers[::2]] == ["relu", "relu", None]
     assert [m.out_channels for m in model.layers[::2]] == [4, 5, 3]
     x = random_features(spec, 2, 2, dtype=torch.float32)
     y = model(x)

@@ -123,12 +123,23 @@ def _nf_layers(
     activation: ActivationArg,
     activate_last: bool,
 ) -> list[nn.Module]:
-    """NF-Layers mapping ``widths[0]`` channels through ``widths[1:]``, with activations between."""
+    """NF-Layers mapping ``widths[0]`` channels through ``widths[1:]``, with activations between.
+
+    A ReLU after an NP or HNP layer is fused into the layer (in place, masked in its backward);
+    an ``nn.Identity`` then takes the activation's slot, so module indices (and state-dict keys)
+    are the same either way.
+    """
     layer = _LAYERS[mode]
+    fuse = activation == "relu" and mode in ("np", "hnp")
     modules: list[nn.Module] = []
     for n, (c_in, c_out) in enumerate(itertools.pairwise(widths), start=1):
+        activated = activate_last or n < len(widths) - 1
+        if activated and fuse:
+            modules.append(layer(spec, c_in, c_out, activation="relu"))
+            modules.append(nn.Identity())
+            continue
         modules.append(layer(spec, c_in, c_out))
-        if activate_last or n < len(widths) - 1:
+        if activated:
             modules.append(Activation(activation))
     return modules
 
