@@ -6,6 +6,7 @@ import json
 import math
 import os
 import secrets
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -62,8 +63,12 @@ def require_chunks(root: Path, num_chunks: int, what: str, resume: str) -> Path:
 
 
 def progress_bar(**kwargs: Any) -> Any:
+    """A tqdm bar; written to a log file (stderr not a terminal) it updates every 30 s, not
+    several times a second, so logs of long jobs stay readable."""
     from tqdm.auto import tqdm
 
+    if not sys.stderr.isatty():
+        kwargs.setdefault("mininterval", 30.0)
     return tqdm(**kwargs)
 
 
