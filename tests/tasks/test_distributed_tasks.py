@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 
 from weightspace.data.inr import InrConfig, fit_inrs
-from weightspace.data.zoo import ZooConfig, generate_zoo
 from weightspace.tasks.generalization import evaluate
 from weightspace.tasks.inr_classification import evaluate_inrs
+
+from ._zoos import digits_zoo
 
 TORCHRUN = Path(sys.executable).parent / "torchrun"
 pytestmark = pytest.mark.skipif(
@@ -58,18 +59,7 @@ def test_inr_classification_under_torchrun(tmp_path: Path) -> None:
 
 
 def test_generalization_under_torchrun(tmp_path: Path) -> None:
-    zoo = generate_zoo(
-        ZooConfig(
-            dataset="digits",
-            networks=48,
-            out=str(tmp_path / "zoo"),
-            epochs=1,
-            chunk_size=16,
-            limit_train=128,
-            limit_test=64,
-        ),
-        progress=False,
-    )
+    zoo = digits_zoo(tmp_path / "zoo", 48, 16, limit_train=128, limit_test=64)
     run = tmp_path / "run"
     torchrun(
         *("train", "generalization", "--zoo", str(zoo), "--model", "hnp", "--out", str(run)),

@@ -188,23 +188,13 @@ def test_detect_zoo_kind(tmp_path):
 
 def test_augmented_items_are_the_same_functions(tmp_path):
     """ZooDataset(augment=True): each draw is another set of weights for the same CNN."""
-    from weightspace.data.zoo import ZooConfig, generate_zoo, load_zoo
+    from weightspace.data.zoo import load_zoo
     from weightspace.functional import forward
     from weightspace.tasks.generalization import ZooDataset
 
-    path = generate_zoo(
-        ZooConfig(
-            dataset="digits",
-            networks=8,
-            out=str(tmp_path / "zoo"),
-            epochs=1,
-            chunk_size=8,
-            limit_train=64,
-            limit_test=32,
-        ),
-        progress=False,
-    )
-    zoo = load_zoo(path)
+    from ._zoos import digits_zoo
+
+    zoo = load_zoo(digits_zoo(tmp_path / "zoo", 8, 8, limit_train=64, limit_test=32))
     activations = {row["activation"] for row in zoo.metadata}
     assert activations == {"relu", "tanh"}  # both symmetries get exercised
     plain, augmented = ZooDataset(zoo), ZooDataset(zoo, augment=True)
