@@ -116,6 +116,22 @@ def test_gradients_reach_every_parameter():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
+def _as_function(layer, spec):
+    """``(fn, args, x)``: the layer as a function of its input tensors and parameters, for
+    gradcheck, at random float64 inputs (2 networks, 2 channels)."""
+    names = [name for name, _ in layer.named_parameters()]
+    params = [p.detach().clone().requires_grad_() for p in layer.parameters()]
+    x = random_features(spec, 2, 2, generator=torch.Generator().manual_seed(0))
+    xs = [t.clone().requires_grad_() for t in x.tensors]
+
+    def fn(*args):
+        feats = WeightSpaceFeatures.from_tensors(args[: len(xs)])
+        out = torch.func.functional_call(layer, dict(zip(names, args[len(xs) :])), (feats,))
+        return out.tensors
+
+    return fn, (*xs, *params), x
+
+
 @pytest.mark.parametrize("mode", ["np", "hnp"])
 @pytest.mark.parametrize(
     "spec",
@@ -130,17 +146,8 @@ def test_gradients_reach_every_parameter():
 def test_hand_written_backward_matches_finite_differences(spec, mode):
     """The layer's custom backward against numerical gradients, for inputs and parameters."""
     layer = _randomise(LAYERS[mode](spec, 2, 3), seed=1).double()
-    names = [name for name, _ in layer.named_parameters()]
-    params = [p.detach().clone().requires_grad_() for p in layer.parameters()]
-    x = random_features(spec, 2, 2, generator=torch.Generator().manual_seed(0))
-    xs = [t.clone().requires_grad_() for t in x.tensors]
-
-    def fn(*args):
-        feats = WeightSpaceFeatures.from_tensors(args[: len(xs)])
-        out = torch.func.functional_call(layer, dict(zip(names, args[len(xs) :])), (feats,))
-        return out.tensors
-
-    assert torch.autograd.gradcheck(fn, (*xs, *params), eps=1e-6, atol=1e-6)
+    fn, args, _ = _as_function(layer, spec)
+    assert torch.autograd.gradcheck(fn, args, eps=1e-6, atol=1e-6)
 
 
 def test_backward_handles_unused_outputs_and_inputs_without_grad():
@@ -161,15 +168,7 @@ def test_backward_handles_unused_outputs_and_inputs_without_grad():
 def test_fused_relu_backward_matches_finite_differences(spec, mode):
     """The ReLU fused into the layer's autograd function, against numerical gradients."""
     layer = _randomise(LAYERS[mode](spec, 2, 3, activation="relu"), seed=1).double()
-    names = [name for name, _ in layer.named_parameters()]
-    params = [p.detach().clone().requires_grad_() for p in layer.parameters()]
-    x = random_features(spec, 2, 2, generator=torch.Generator().manual_seed(0))
-    xs = [t.clone().requires_grad_() for t in x.tensors]
-
-    def fn(*args):
-        feats = WeightSpaceFeatures.from_tensors(args[: len(xs)])
-        out = torch.func.functional_call(layer, dict(zip(names, args[len(xs) :])), (feats,))
-        return out.tensors
+    fn, args, x = _as_function(layer, spec)
 
     plain = LAYERS[mode](spec, 2, 3).double()
     plain.load_state_dict(layer.state_dict())
@@ -177,7 +176,7 @@ def test_fused_relu_backward_matches_finite_differences(spec, mode):
     # Entries at the kink would make finite differences meaningless; random inputs avoid them.
     assert all((y.abs() > 1e-3).all() for y in pre)
     assert any((y < 0).any() for y in pre) and any((y > 0).any() for y in pre)
-    assert torch.autograd.gradcheck(fn, (*xs, *params), eps=1e-6, atol=1e-6)
+    assert torch.autograd.gradcheck(fn, args, eps=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
