@@ -10,10 +10,12 @@ minibatches for the same number of steps:
   ``torch.optim`` optimizer, trained one network after the other.
 
 Repetitions alternate between the two; we report medians of networks trained per second
-(training only; evaluation is left out of both).
+(training only; evaluation is left out of both). Like ``generate_zoo``, the benchmark first
+calls ``retain_freed_memory`` (glibc keeps freed memory for reuse; it applies to both sides);
+``--no-retain-memory`` leaves malloc at its defaults.
 
     python benchmarks/zoo.py [--datasets digits mnist] [--networks 64] [--epochs 1]
-        [--limit-train 1024] [--reps 3] [--threads 1] [--json out.json]
+        [--limit-train 1024] [--reps 5] [--threads 1] [--no-retain-memory] [--json out.json]
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from weightspace.data._store import retain_freed_memory
 from weightspace.data.images import load_images
 from weightspace.data.zoo import (
     ADAM_BETAS,
@@ -134,17 +137,22 @@ def main() -> None:
     parser.add_argument(
         "--limit-train", type=int, default=1024, help="train images of 28x28 datasets"
     )
-    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--no-retain-memory", action="store_true", help="leave glibc malloc at its defaults"
+    )
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    retained = False if args.no_retain_memory else retain_freed_memory()
     print("# command: " + shlex.join([sys.executable, *sys.argv]))
     machine = f"{platform.processor() or platform.machine()}, torch {torch.__version__}"
     print(
         f"# {args.networks} networks x {args.epochs} epoch(s), batch {args.batch_size}, "
-        f"{args.threads} thread(s), median of {args.reps} interleaved reps; {machine}"
+        f"{args.threads} thread(s), median of {args.reps} interleaved reps, "
+        f"freed memory retained: {retained}; {machine}"
     )
     print(
         "| dataset | train images | steps | batched (networks/s) | loop (networks/s) | speed-up |"
@@ -163,7 +171,8 @@ def main() -> None:
         )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"machine": machine, "args": vars(args), "results": results}, f, indent=2)
+            summary = {"machine": machine, "retained_memory": retained, "args": vars(args)}
+            json.dump({**summary, "results": results}, f, indent=2)
 
 
 if __name__ == "__main__":

