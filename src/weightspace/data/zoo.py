@@ -367,9 +367,10 @@ class BatchedTrainer:
     """Train B zoo networks at once, each with its own recipe, batches and optimizer state.
 
     The forward pass is :func:`weightspace.functional.forward` (one grouped convolution per
-    layer for all networks), with per-network activation and dropout. The update is vectorised:
-    every network's rule (SGD, Adam or RMSprop, with its own learning rate and L2) is applied to
-    the stacked tensors at once, selected by per-network masks.
+    layer and activation), with per-network activation and dropout, run over groups of
+    :data:`STEP_GROUP` networks. The update is vectorised: all weights live in one ``(B, P)``
+    tensor, networks sorted by optimizer, and each rule (SGD, Adam or RMSprop, with per-network
+    learning rate and L2) updates its block of rows at once.
 
     Optimizers, with PyTorch's update rules and Keras' default constants:
 
@@ -381,8 +382,8 @@ class BatchedTrainer:
     (not the biases), so ``g += 2 λ W`` before the optimizer (in torch.optim terms: weight decay
     ``2 λ`` on the weights' parameter group). Dropout is inverted dropout after each of the three
     hidden activations (before pooling), entrywise, its keep probability rounded to a multiple of
-    2^-16. Internally networks are grouped by activation; inputs and outputs keep the caller's
-    order.
+    2^-8. Internally networks are sorted by activation and optimizer; inputs and outputs keep the
+    caller's order.
 
     Parameters
     ----------
@@ -428,18 +429,25 @@ class BatchedTrainer:
                 )
         self.batch_size = B
         self.hyperparameters = list(hyperparameters)
-        # Internally networks are grouped by activation, so that each activation runs on one
-        # contiguous block of channels; inputs and outputs are reordered at the boundary.
-        order = sorted(range(B), key=lambda b: hyperparameters[b].activation)
+        # Internally networks are sorted by activation (each activation then runs on one block of
+        # networks) and then by optimizer (each rule updates contiguous rows); inputs and outputs
+        # are reordered at the boundary.
+        order = sorted(
+            range(B), key=lambda b: (hyperparameters[b].activation, hyperparameters[b].optimizer)
+        )
         self._identity = order == list(range(B))
         self._order = torch.tensor(order, device=tensors[0].device)
         self._inverse = torch.argsort(self._order)
         hyperparameters = [hyperparameters[b] for b in order]
-        # (B, 1, *shape): the 1-channel layout of WeightSpaceFeatures.
-        self.params = [
-            t.detach()[self._order].unsqueeze(1).contiguous().requires_grad_(True) for t in tensors
-        ]
-        ref = self.params[0]
+        # All of a network's weights in one row of a (B, P) tensor, so that the update is a few
+        # operations on one tensor; the per-layer tensors are views of it, (B, 1, *shape) each
+        # (the 1-channel layout of WeightSpaceFeatures). Weights come first, then biases.
+        rows = [t.detach().index_select(0, self._order).reshape(B, -1) for t in tensors]
+        self._flat = torch.cat(rows, dim=1)
+        self._sizes = [r.shape[1] for r in rows]
+        self._num_weights = sum(self._sizes[: ZOO_SPEC.num_layers])
+        self.params = self._views(self._flat)
+        ref = self._flat
         self.activations = [hp.activation for hp in hyperparameters]
         self.generator = generator
 
@@ -449,15 +457,23 @@ class BatchedTrainer:
         self.lr = per_network([hp.learning_rate for hp in hyperparameters])
         self.l2 = per_network([hp.l2 for hp in hyperparameters])
         self.dropout = per_network([hp.dropout for hp in hyperparameters])
-        kinds = [hp.optimizer for hp in hyperparameters]
-        self._kind = {
-            k: torch.tensor([x == k for x in kinds], device=ref.device) for k in OPTIMIZERS
-        }
-        self._has = {k: bool(m.any()) for k, m in self._kind.items()}
-        self._m = [torch.zeros_like(p) for p in self.params] if self._has["adam"] else []
-        self._v = [torch.zeros_like(p) for p in self.params] if self._has["adam"] else []
-        self._s = [torch.zeros_like(p) for p in self.params] if self._has["rmsprop"] else []
+        # Runs of consecutive networks sharing an optimizer: (optimizer, rows).
+        self._runs: list[tuple[str, slice]] = []
+        for b, hp in enumerate(hyperparameters):
+            if self._runs and self._runs[-1][0] == hp.optimizer:
+                self._runs[-1] = (hp.optimizer, slice(self._runs[-1][1].start, b + 1))
+            else:
+                self._runs.append((hp.optimizer, slice(b, b + 1)))
+        kinds = {hp.optimizer for hp in hyperparameters}
+        self._m = torch.zeros_like(ref) if "adam" in kinds else None
+        self._v = torch.zeros_like(ref) if "adam" in kinds else None
+        self._s = torch.zeros_like(ref) if "rmsprop" in kinds else None
         self.steps = 0
+
+    def _views(self, flat: Tensor) -> list[Tensor]:
+        """``[W1, …, b4]`` as ``(n, 1, *shape)`` views of the rows of a flat ``(n, P)`` tensor."""
+        parts = torch.split(flat, self._sizes, dim=1)
+        return [p.view(flat.shape[0], 1, *t.shape) for p, t in zip(parts, ZOO_SPEC.tensors)]
 
     @property
     def tensors(self) -> list[Tensor]:
@@ -511,7 +527,8 @@ class BatchedTrainer:
         losses, grads = [], []
         for start in range(0, self.batch_size, STEP_GROUP):
             group = slice(start, start + STEP_GROUP)
-            params = [p[group] for p in self.params]
+            rows = self._flat[group].detach().requires_grad_(True)
+            params = self._views(rows)
             features = WeightSpaceFeatures(params[:4], params[4:], ZOO_SPEC)
             logits = self._forward(features, x[group], group, training=True)
             B, N = logits.shape[:2]
@@ -519,36 +536,38 @@ class BatchedTrainer:
                 logits.reshape(B * N, -1), y[group].reshape(B * N), reduction="none"
             )
             loss = loss.view(B, N).mean(dim=1)
-            grads.append(torch.autograd.grad(loss.sum(), params))
+            (grad,) = torch.autograd.grad(loss.sum(), rows)
+            grads.append(grad)
             losses.append(loss.detach())
-        self._update([torch.cat(g) for g in zip(*grads)] if len(grads) > 1 else grads[0])
+        self._update(torch.cat(grads) if len(grads) > 1 else grads[0])
         return self._outside(torch.cat(losses))
 
-    def _shape(self, values: Tensor, p: Tensor) -> Tensor:
-        return values.reshape((-1,) + (1,) * (p.ndim - 1))
-
     @torch.no_grad()
-    def _update(self, grads: Sequence[Tensor]) -> None:
+    def _update(self, g: Tensor) -> None:
+        """One step of every network's optimizer; ``g`` is the ``(B, P)`` gradient (consumed)."""
         self.steps += 1
         t = self.steps
         b1, b2 = ADAM_BETAS
-        for n, (p, g) in enumerate(zip(self.params, grads)):
-            if n < ZOO_SPEC.num_layers:  # weights carry the L2 penalty, biases do not
-                g = g + 2 * self._shape(self.l2, p) * p
-            direction = g  # SGD
-            if self._has["adam"]:
-                m, v = self._m[n], self._v[n]
-                m.mul_(b1).add_(g, alpha=1 - b1)
-                v.mul_(b2).addcmul_(g, g, value=1 - b2)
+        p = self._flat
+        w = slice(0, self._num_weights)  # weights carry the L2 penalty, biases do not
+        g[:, w].addcmul_(2 * self.l2[:, None], p[:, w])
+        for kind, rows in self._runs:
+            gk, lr = g[rows], self.lr[rows, None]
+            if kind == "sgd":
+                direction = gk
+            elif kind == "adam":
+                assert self._m is not None and self._v is not None
+                m, v = self._m[rows], self._v[rows]
+                m.mul_(b1).add_(gk, alpha=1 - b1)
+                v.mul_(b2).addcmul_(gk, gk, value=1 - b2)
                 # torch.optim.Adam: (m / (1 - b1^t)) / (sqrt(v) / sqrt(1 - b2^t) + eps)
-                adam = (m / (1 - b1**t)) / (v.sqrt() / math.sqrt(1 - b2**t) + ADAM_EPS)
-                direction = torch.where(self._shape(self._kind["adam"], p), adam, direction)
-            if self._has["rmsprop"]:
-                s = self._s[n]
-                s.mul_(RMSPROP_ALPHA).addcmul_(g, g, value=1 - RMSPROP_ALPHA)
-                rms = g / (s.sqrt() + RMSPROP_EPS)
-                direction = torch.where(self._shape(self._kind["rmsprop"], p), rms, direction)
-            p.sub_(self._shape(self.lr, p) * direction)
+                direction = (m / (1 - b1**t)) / (v.sqrt() / math.sqrt(1 - b2**t) + ADAM_EPS)
+            else:
+                assert self._s is not None
+                s = self._s[rows]
+                s.mul_(RMSPROP_ALPHA).addcmul_(gk, gk, value=1 - RMSPROP_ALPHA)
+                direction = gk / (s.sqrt() + RMSPROP_EPS)
+            p[rows].sub_(lr * direction)
 
     @torch.no_grad()
     def evaluate(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:

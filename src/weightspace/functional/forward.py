@@ -9,6 +9,7 @@ train the networks themselves.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
@@ -175,8 +176,9 @@ def _run(
             return act(t)
         keep = drop.mask(t, axis, generator)
         scale = drop.scale
-        if act is torch.relu:
-            return _ReluDropout.apply(t, keep)
+        kind = _MASKED_KINDS.get(act)
+        if kind is not None:
+            return _MaskedActivation.apply(t, keep, kind)
         return act(t) * keep
 
     if num_conv:
@@ -209,24 +211,43 @@ def _run(
     return h
 
 
-class _ReluDropout(torch.autograd.Function):
-    """``relu(t) * keep`` for a 0/1 ``keep``, whose backward is one pass over the output.
+class _MaskedActivation(torch.autograd.Function):
+    """``act(t) * keep`` for ReLU or tanh and a 0/1 ``keep`` (uint8), written over ``t``.
 
-    Kept entries are positive exactly where ``t`` is, dropped ones are 0: the gradient is the
-    incoming one where the output is positive and 0 elsewhere, with no mask to re-apply.
+    ``t`` is a fresh layer output that nothing else reads, so the activation and the mask are
+    applied in place (no new buffers), and the backward is read off the output alone:
+
+    - ReLU: kept entries are positive exactly where ``t`` is and dropped ones are 0, so the
+      gradient passes where the output is positive (one pass, no mask);
+    - tanh: with ``y = tanh(t)`` and ``out = y * keep``, ``keep * (1 - y^2) = keep - out^2``
+      (``keep`` is 0 or 1).
     """
 
     @staticmethod
-    def forward(ctx: Any, t: Tensor, keep: Tensor) -> Tensor:
-        out = torch.relu(t).mul_(keep)
-        ctx.save_for_backward(out)
+    def forward(ctx: Any, t: Tensor, keep: Tensor, kind: str) -> Tensor:
+        ctx.kind = kind
+        keep = keep.to(t.dtype)  # a float product is vectorised, a mixed one is not
+        if kind == "relu":
+            out = t.relu_().mul_(keep)
+            ctx.save_for_backward(out)
+        else:
+            out = t.tanh_().mul_(keep)
+            ctx.save_for_backward(out, keep)
+        ctx.mark_dirty(t)
         return out
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
-        (out,) = ctx.saved_tensors
-        return torch.ops.aten.threshold_backward(grad, out, 0), None
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
+        if ctx.kind == "relu":
+            (out,) = ctx.saved_tensors
+            return torch.ops.aten.threshold_backward(grad, out, 0), None, None
+        out, keep = ctx.saved_tensors
+        return torch.addcmul(keep, out, out, value=-1).mul_(grad), None, None
+
+
+#: Activations with an in-place masked form (:class:`_MaskedActivation`).
+_MASKED_KINDS: dict[Callable[[Tensor], Tensor], str] = {torch.relu: "relu", torch.tanh: "tanh"}
 
 
 # ------------------------------------------------------------------ helpers
@@ -328,16 +349,42 @@ class _Dropout:
         return sub
 
     def mask(self, t: Tensor, axis: int, generator: torch.Generator | None) -> Tensor:
-        """A 0/1 mask like ``t`` (same layout); the kept entries' scaling is :attr:`scale`."""
+        """A 0/1 uint8 mask like ``t`` (same layout); kept entries' scaling is :attr:`scale`."""
         n = t.numel()
-        # Eight uniform bytes per random 64-bit word (random_ over the full int64 range).
-        raw = torch.empty(-(-n // 8), dtype=torch.int64, device=t.device)
-        raw.random_(-(2**63), None, generator=generator)
-        bits = raw.view(torch.uint8)[:n]
+        bits = _random_bytes(n, t.device, generator)
         # Laid out like t (channels-last included), so that the passes below stream.
         bits = bits.as_strided(t.shape, t.stride()) if _is_dense(t) else bits.view(t.shape)
-        # bool → uint8 → float: the uint8 conversion is vectorised, the bool one is not.
-        return (bits <= _per_network(self.upper, t, axis)).view(torch.uint8).to(t.dtype)
+        return (bits <= _per_network(self.upper, t, axis)).view(torch.uint8)
+
+
+#: CPU random words drawn in two halves at once above this many (see :func:`_random_bytes`).
+_SPLIT_WORDS = 2**16
+_rng_worker: ThreadPoolExecutor | None = None
+
+
+def _random_bytes(n: int, device: torch.device, generator: torch.Generator | None) -> Tensor:
+    """``n`` uniform random bytes: eight per 64-bit word of ``random_`` over the full range.
+
+    On the CPU ``random_`` runs on one core. Large draws are split in two halves, filled at
+    once from two generators (a worker thread takes the second; torch releases the GIL) whose
+    seeds come from ``generator``: still one deterministic stream per ``generator`` state,
+    whatever the number of cores, and about twice as fast on two or more.
+    """
+    words = -(-n // 8)
+    raw = torch.empty(words, dtype=torch.int64, device=device)
+    if device.type != "cpu" or words < _SPLIT_WORDS:
+        raw.random_(-(2**63), None, generator=generator)
+        return raw.view(torch.uint8)[:n]
+    global _rng_worker
+    if _rng_worker is None:
+        _rng_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="weightspace-rng")
+    seeds = torch.empty(2, dtype=torch.int64).random_(2**62, generator=generator).tolist()
+    first, second = (torch.Generator().manual_seed(s) for s in seeds)
+    half = words // 2
+    job = _rng_worker.submit(raw[half:].random_, -(2**63), None, generator=second)
+    raw[:half].random_(-(2**63), None, generator=first)
+    job.result()
+    return raw.view(torch.uint8)[:n]
 
 
 def _dense_layer(h: Tensor, w: Tensor, b: Tensor, *, shared: bool) -> Tensor:
