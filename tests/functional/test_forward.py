@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import itertools
 from collections.abc import Callable
 
@@ -396,3 +397,142 @@ def test_error_bad_architecture_and_arguments() -> None:
         forward(features, torch.randn(5, 2, 8, 8).double(), stride=(2, 2, 2))
     with pytest.raises(ValueError, match="unknown activation"):
         forward(features, torch.randn(5, 2, 8, 8).double(), "swish")
+
+
+# ---------------------------------------------------------------- dropout (training)
+_fw = importlib.import_module("weightspace.functional.forward")
+
+
+def _recorded_masks(monkeypatch: pytest.MonkeyPatch) -> list[Tensor]:
+    """Record every dropout mask ``forward`` draws, in order."""
+    masks: list[Tensor] = []
+    draw = _fw._Dropout.mask
+
+    def record(self, t: Tensor, axis: int, generator) -> Tensor:
+        keep = draw(self, t, axis, generator)
+        masks.append(keep.clone())
+        return keep
+
+    monkeypatch.setattr(_fw._Dropout, "mask", record)
+    return masks
+
+
+@pytest.mark.parametrize(
+    "acts", [["relu", "tanh", "relu"], ["sigmoid"] * 3, ["tanh"] * 3], ids=["mixed", "sig", "tanh"]
+)
+@pytest.mark.parametrize("dim", [0, 2], ids=["mlp", "cnn2d"])
+def test_dropout_training_matches_explicit_masks(monkeypatch, acts: list[str], dim: int) -> None:
+    """Masks applied and kept entries scaled by 1/keep, before the next layer, per network."""
+    torch.manual_seed(40)
+    masks = _recorded_masks(monkeypatch)
+    make = (lambda: cnn(2)) if dim else (lambda: mlp((4, 6, 5, 3), nn.ReLU))
+    modules, features = stacked(make)
+    x = torch.randn(B, 7, 2, 8, 7, dtype=torch.float64) if dim else torch.randn(B, 7, 4).double()
+    p = torch.tensor([0.5, 0.0, 0.3])
+    out = forward(
+        features,
+        x,
+        acts,
+        stride=2,
+        padding=1,
+        dropout=p,
+        training=True,
+        generator=torch.Generator().manual_seed(0),
+    )
+    # Networks are run one sub-batch per activation, in first-seen order of the functions.
+    groups: dict[str, list[int]] = {}
+    for b, a in enumerate(acts):
+        groups.setdefault(a, []).append(b)
+    hidden = 3 if dim else 2
+    by_network: dict[int, list[Tensor]] = {}
+    it = iter(masks)
+    for members in groups.values():
+        if all(p[b] == 0 for b in members):
+            continue  # an inactive dropout draws nothing
+        for layer in range(hidden):
+            keep = next(it)  # conv: (N, G * n, ...), network-major channels; dense: (G, N, n)
+            for j, b in enumerate(members):
+                if dim and layer < 2:
+                    n = keep.shape[1] // len(members)
+                    by_network.setdefault(b, []).append(keep[:, j * n : (j + 1) * n])
+                else:
+                    by_network.setdefault(b, []).append(keep[j])
+    assert next(it, None) is None
+    for b, module in enumerate(modules):
+        act = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid}[acts[b]]
+        keep_p = round((1 - p[b].item()) * 256) / 256
+        h = x[b]
+        layer = 0
+        with torch.no_grad():
+            for m in module:
+                if isinstance(m, nn.ReLU):
+                    h = act(h)
+                    if p[b] > 0:
+                        h = h * by_network[b][layer].to(h.dtype) / keep_p
+                    layer += 1
+                else:
+                    h = m(h)
+        assert_close(out[b], h, atol=1e-9)
+
+
+@pytest.mark.parametrize("act", ["relu", "tanh", "sigmoid"])
+def test_gradcheck_dropout_training(act: str) -> None:
+    """The masked activations' hand-written backward, through the folded 1/keep scaling."""
+    torch.manual_seed(41)
+    spec = NetworkSpec((2, 3, 3, 2), ((3, 3), (3, 3), ()))
+    tensors = [
+        torch.randn(2, 1, *s, dtype=torch.float64, requires_grad=True) for s in spec.weight_shapes
+    ]
+    tensors += [
+        torch.randn(2, 1, *s, dtype=torch.float64, requires_grad=True) for s in spec.bias_shapes
+    ]
+    x = torch.randn(2, 3, 2, 6, 5, dtype=torch.float64, requires_grad=True)
+    p = torch.tensor([0.4, 0.2])
+
+    def fn(xx: Tensor, *ts: Tensor) -> Tensor:
+        g = torch.Generator().manual_seed(3)  # the same masks on every call
+        return forward(
+            WeightSpaceFeatures.from_tensors(ts),
+            xx,
+            act,
+            stride=2,
+            padding=1,
+            dropout=p,
+            training=True,
+            generator=g,
+        )
+
+    assert torch.autograd.gradcheck(fn, (x, *tensors))
+
+
+def test_random_bytes_split_is_deterministic_and_uniform(monkeypatch) -> None:
+    monkeypatch.setattr(_fw, "_SPLIT_WORDS", 16)  # split even small draws
+    cpu = torch.device("cpu")
+    a = _fw._random_bytes(80_003, cpu, torch.Generator().manual_seed(5))
+    b = _fw._random_bytes(80_003, cpu, torch.Generator().manual_seed(5))
+    c = _fw._random_bytes(80_003, cpu, torch.Generator().manual_seed(6))
+    assert a.dtype == torch.uint8 and a.shape == (80_003,)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    half = 80_008 // 2  # the two halves come from different streams
+    assert not torch.equal(a[:half], a[half : 2 * half])
+    counts = torch.bincount(a.long(), minlength=256).double()
+    expected = a.numel() / 256
+    chi2 = ((counts - expected) ** 2 / expected).sum().item()
+    assert chi2 < 400  # 255 degrees of freedom: mean 255, sd 22.6
+
+
+def test_dropout_rate_holds_on_split_draws(monkeypatch) -> None:
+    monkeypatch.setattr(_fw, "_SPLIT_WORDS", 16)
+    features = WeightSpaceFeatures(
+        [torch.ones(2, 1, 4000, 1), torch.ones(2, 1, 1, 4000)],
+        [torch.zeros(2, 1, 4000), torch.zeros(2, 1, 1)],
+    )
+    out = forward(
+        features,
+        torch.ones(2, 50, 1),
+        "identity",
+        dropout=torch.tensor([0.2, 0.6]),
+        training=True,
+    )
+    for b in range(2):
+        assert abs(out[b].mean().item() / 4000 - 1) < 0.02
