@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import itertools
+import multiprocessing
+import os
 from collections.abc import Callable
 
 import pytest
@@ -536,3 +538,20 @@ def test_dropout_rate_holds_on_split_draws(monkeypatch) -> None:
     )
     for b in range(2):
         assert abs(out[b].mean().item() / 4000 - 1) < 0.02
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_random_bytes_after_fork(monkeypatch) -> None:
+    """A child forked after a split draw gets its own worker instead of waiting forever."""
+    monkeypatch.setattr(_fw, "_SPLIT_WORDS", 16)
+    cpu = torch.device("cpu")
+    parent = _fw._random_bytes(4096, cpu, torch.Generator().manual_seed(7))
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        child = pool.apply_async(_draw_in_child, (4096, 7)).get(timeout=60)
+    assert torch.equal(torch.tensor(child, dtype=torch.uint8), parent)
+
+
+def _draw_in_child(n: int, seed: int) -> list[int]:
+    _fw._SPLIT_WORDS = 16
+    return _fw._random_bytes(n, torch.device("cpu"), torch.Generator().manual_seed(seed)).tolist()

@@ -8,6 +8,7 @@ train the networks themselves.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -359,7 +360,7 @@ class _Dropout:
 
 #: CPU random words drawn in two halves at once above this many (see :func:`_random_bytes`).
 _SPLIT_WORDS = 2**16
-_rng_worker: ThreadPoolExecutor | None = None
+_rng_worker: tuple[int, ThreadPoolExecutor] | None = None  # (owning pid, worker)
 
 
 def _random_bytes(n: int, device: torch.device, generator: torch.Generator | None) -> Tensor:
@@ -376,12 +377,14 @@ def _random_bytes(n: int, device: torch.device, generator: torch.Generator | Non
         raw.random_(-(2**63), None, generator=generator)
         return raw.view(torch.uint8)[:n]
     global _rng_worker
-    if _rng_worker is None:
-        _rng_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="weightspace-rng")
+    if _rng_worker is None or _rng_worker[0] != os.getpid():
+        # A forked child inherits the executor but not its thread: it needs its own.
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="weightspace-rng")
+        _rng_worker = (os.getpid(), pool)
     seeds = torch.empty(2, dtype=torch.int64).random_(2**62, generator=generator).tolist()
     first, second = (torch.Generator().manual_seed(s) for s in seeds)
     half = words // 2
-    job = _rng_worker.submit(raw[half:].random_, -(2**63), None, generator=second)
+    job = _rng_worker[1].submit(raw[half:].random_, -(2**63), None, generator=second)
     raw[:half].random_(-(2**63), None, generator=first)
     job.result()
     return raw.view(torch.uint8)[:n]
