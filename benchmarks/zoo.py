@@ -43,6 +43,7 @@ from weightspace.data.zoo import (
     BatchedTrainer,
     Hyperparameters,
     _make_network,
+    gather_batches,
 )
 from weightspace.space.features import WeightSpaceFeatures
 
@@ -74,8 +75,8 @@ def run_batched(nets, x, y, idx) -> float:
         stacked, [n.hp for n in nets], generator=torch.Generator().manual_seed(0)
     )
     start = time.perf_counter()
-    for s in range(idx.shape[1]):
-        trainer.step(x[idx[:, s]], y[idx[:, s]])
+    for s in range(idx.shape[1]):  # as generate_zoo does
+        trainer.step(gather_batches(x, idx[:, s]), y[idx[:, s]])
     return time.perf_counter() - start
 
 

@@ -32,6 +32,7 @@ from weightspace.data.zoo import (
     BatchedTrainer,
     Hyperparameters,
     ZooConfig,
+    gather_batches,
     generate_zoo,
     init_network,
     load_zoo,
@@ -208,6 +209,12 @@ def test_forward_dropout_rate_and_scale() -> None:
 
 
 # ------------------------------------------------------------- batched training
+def test_gather_batches_equals_indexing() -> None:
+    x = torch.randn(50, 1, 8, 8)
+    index = torch.randint(0, 50, (4, 7))
+    assert torch.equal(gather_batches(x, index), x[index])
+
+
 def reference_step(net: nn.Module, opt: torch.optim.Optimizer, x, y) -> float:
     opt.zero_grad()
     loss = F.cross_entropy(net(x), y)
