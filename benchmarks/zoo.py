@@ -106,7 +106,10 @@ def bench(dataset: str, args: argparse.Namespace) -> dict:
     idx = torch.stack([n.stream.take(steps * args.batch_size) for n in nets])
     idx = idx.view(args.networks, steps, args.batch_size)
     times: dict[str, list[float]] = {"batched": [], "loop": []}
-    run_batched(nets[:2], data.train_x, data.train_y, idx[:2, :2])  # warm-up
+    # Warm-up, so that one-time costs (oneDNN kernels for these shapes, the heap, threads) are
+    # left out of both sides: two steps of the whole chunk, two steps of one looped network.
+    run_batched(nets, data.train_x, data.train_y, idx[:, :2])
+    run_loop(nets[:1], data.train_x, data.train_y, idx[:1, :2])
     for _ in range(args.reps):
         times["batched"].append(run_batched(nets, data.train_x, data.train_y, idx))
         times["loop"].append(run_loop(nets, data.train_x, data.train_y, idx))
