@@ -99,7 +99,8 @@ def retain_freed_memory() -> bool:
 
     By default glibc serves blocks above a few MB with fresh ``mmap`` pages and hands them back
     on ``free``, so every large tensor of a training step is first-touched again: page faults
-    and zeroing cost about a quarter of a batched zoo step on 28x28 images. With the mmap
+    and zeroing took about a quarter of a batched step of 64 zoo networks in one trial (28x28
+    images, before steps ran in groups of 32 networks). With the mmap
     threshold at its maximum (32 MiB) and the trim threshold at 1 GiB, those blocks come from
     the heap and are reused. Process-wide and kept for the rest of the process (the memory
     stays reserved after the job, as PyTorch's CUDA caching allocator does); a no-op off glibc,

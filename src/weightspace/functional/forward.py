@@ -63,8 +63,8 @@ def forward(
         Optional ``(B,)`` drop probabilities in [0, 1), one per network. Only when ``training``:
         inverted dropout after every hidden activation (every layer but the last), entrywise,
         scaling kept entries by ``1 / (1 - p)``; ``1 - p`` is rounded to a multiple of 2^-8
-        (masks come from 8 random bits per entry, so the rate is within 2^-9 of ``p``). A network with p = 0 is left exactly
-        unchanged.
+        (masks come from 8 random bits per entry, so the rate is within 2^-9 of ``p``). A network
+        with p = 0 is left exactly unchanged.
     training:
         Apply ``dropout``; without it ``dropout`` is ignored (evaluation).
     generator:
@@ -267,7 +267,7 @@ def _is_dense(t: Tensor) -> bool:
     """Whether ``t`` fills its memory in one of the standard layouts (no gaps, no overlaps)."""
     if t.is_contiguous():
         return True
-    fmt = {4: torch.channels_last, 5: torch.channels_last_3d}.get(t.ndim)
+    fmt = _CHANNELS_LAST.get(t.ndim - 2)
     return fmt is not None and t.is_contiguous(memory_format=fmt)
 
 
@@ -319,8 +319,7 @@ class _Dropout:
     An entry is kept when a uniform byte ``v`` in [0, 256) satisfies ``v <= K - 1``, which has
     probability exactly ``K / 256``. A network with p = 0 has ``K = 256``: every entry is kept
     and scaled by exactly 1. Eight bytes come from each 64-bit word of the generator, and the
-    comparison, the conversion and the products run on whole, densely laid out tensors: this is
-    the bulk of a zoo training step outside the convolutions.
+    comparison runs on bytes laid out like the activations.
     """
 
     def __init__(self, dropout: Tensor, B: int, features: WeightSpaceFeatures) -> None:
