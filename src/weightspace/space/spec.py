@@ -237,6 +237,32 @@ class NetworkSpec:
             kernels.append(kernel)
         return cls(tuple(widths), tuple(kernels))
 
+    def to_dict(self) -> dict[str, list]:
+        """JSON-safe form: ``{"widths": [...], "kernel_shapes": [[...], ...]}``.
+
+        >>> NetworkSpec((2, 3)).to_dict()
+        {'widths': [2, 3], 'kernel_shapes': [[]]}
+        """
+        return {"widths": list(self.widths), "kernel_shapes": [list(k) for k in self.kernel_shapes]}
+
+    @classmethod
+    def from_dict(cls, d: object, where: str = "spec") -> NetworkSpec:
+        """Inverse of :meth:`to_dict`; ``where`` names the file or field in the error.
+
+        Raises ``ValueError`` naming ``where`` when ``d`` is not such a dict or its sizes are
+        invalid.
+        """
+        if not isinstance(d, dict) or "widths" not in d:
+            raise ValueError(
+                f"{where}: expected a NetworkSpec as {{'widths': [...], 'kernel_shapes': [...]}}, "
+                f"got {d!r}"
+            )
+        try:
+            kernels = tuple(tuple(k) for k in d.get("kernel_shapes") or ())
+            return cls(tuple(d["widths"]), kernels)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{where}: not a valid NetworkSpec ({err})") from None
+
     def __repr__(self) -> str:
         kinds = ", ".join("x".join(map(str, k)) or "dense" for k in self.kernel_shapes)
         return f"NetworkSpec(widths={self.widths}, kernels=({kinds}), params={self.num_params})"

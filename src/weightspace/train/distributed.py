@@ -24,6 +24,7 @@ __all__ = [
     "init_distributed",
     "is_distributed",
     "is_main_process",
+    "rank_and_world",
 ]
 
 
@@ -87,13 +88,32 @@ def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
+def rank_and_world() -> tuple[int, int]:
+    """``(rank, world_size)`` of this process: the process group's when one is initialised,
+    else ``torchrun``'s ``RANK``/``WORLD_SIZE`` variables, else ``(0, 1)``.
+
+    Jobs that split work by rank without a process group (zoo and INR generation) and the
+    training loop all read it here. Raises ``ValueError`` for variables that are not integers
+    or a rank outside ``[0, WORLD_SIZE)``.
+    """
+    if is_distributed():
+        return dist.get_rank(), dist.get_world_size()
+    if "RANK" not in os.environ and "WORLD_SIZE" not in os.environ:
+        return 0, 1
+    rank = _env_int("RANK") if "RANK" in os.environ else 0
+    world = _env_int("WORLD_SIZE") if "WORLD_SIZE" in os.environ else 1
+    if world < 1 or not 0 <= rank < world:
+        raise ValueError(f"environment: RANK={rank} must lie in [0, WORLD_SIZE={world})")
+    return rank, world
+
+
 def get_rank() -> int:
-    """This process's rank (0 without a process group)."""
+    """This process's rank in the process group (0 without one)."""
     return dist.get_rank() if is_distributed() else 0
 
 
 def get_world_size() -> int:
-    """The number of processes (1 without a process group)."""
+    """The number of processes in the process group (1 without one)."""
     return dist.get_world_size() if is_distributed() else 1
 
 
