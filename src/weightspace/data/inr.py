@@ -57,9 +57,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from weightspace import viz
 from weightspace.data._store import (
     CHUNKS_DIR,
-    atomic_write_bytes,
     atomic_write_json,
     atomic_write_safetensors,
     chunk_stem,
@@ -1087,9 +1087,6 @@ def show_grid(
     Path
         ``path``.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"show_grid: n must be a positive int, got {n!r}")
     if isinstance(dataset_or_features, InrDataset):
@@ -1125,28 +1122,14 @@ def show_grid(
     with torch.no_grad():
         recon = render(features[:n].to(torch.float32), H, W).cpu()
     scores = psnr(recon, originals)
-    cols = min(n, 8)
-    pairs = math.ceil(n / cols)
-    fig = Figure(figsize=(1.3 * cols, 2.8 * pairs))
-    FigureCanvasAgg(fig)
-    for j in range(n):
-        r, c = divmod(j, cols)
-        for k, (img, title) in enumerate(
-            ((originals[j], titles[j]), (recon[j], f"{float(scores[j]):.1f} dB"))
-        ):
-            ax = fig.add_subplot(2 * pairs, cols, (2 * r + k) * cols + c + 1)
-            shown = img.clamp(-1, 1)
-            shown = shown[0] if shown.shape[0] == 1 else shown.permute(1, 2, 0) * 0.5 + 0.5
-            ax.imshow(shown.numpy(), cmap="gray", vmin=-1, vmax=1)
-            ax.set_title(title, fontsize=7)
-            ax.axis("off")
-    fig.suptitle(
-        "originals (upper, with labels) and SIREN reconstructions with PSNR (lower)", fontsize=8
+    return viz.image_pairs(
+        originals,
+        recon,
+        path,
+        upper_titles=titles,
+        lower_titles=[f"{float(s):.1f} dB" for s in scores],
+        title="originals (upper, with labels) and SIREN reconstructions with PSNR (lower)",
     )
-    fig.tight_layout()
-    path = Path(path)
-    atomic_write_bytes(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    return path
 
 
 # ------------------------------------------------------------------ helpers

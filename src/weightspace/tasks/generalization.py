@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from weightspace import symmetry
+from weightspace import symmetry, viz
 from weightspace.data.container import SPLITS, Zoo
 from weightspace.models import FlatMLP, InvariantNFN, StatNet
 from weightspace.space.features import WeightSpaceFeatures
@@ -366,27 +366,15 @@ def _score(
 def save_scatter(
     predicted: Tensor, actual: Tensor, path: str | os.PathLike[str], *, title: str = ""
 ) -> None:
-    """Plot predicted against actual test accuracy (with the diagonal) to a PNG, atomically.
-
-    Uses matplotlib's object API with the Agg canvas: no display and no global backend change.
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(4.5, 4.5), dpi=110)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    a, p = actual.double().numpy(), predicted.double().numpy()
-    ax.scatter(a, p, s=10, alpha=0.6, edgecolors="none")
-    lo = float(min(a.min(), p.min(), 0.0))
-    hi = float(max(a.max(), p.max(), 1.0))
-    ax.plot([lo, hi], [lo, hi], color="grey", linewidth=1, linestyle="--")
-    ax.set_xlabel("actual test accuracy")
-    ax.set_ylabel("predicted test accuracy")
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+    """Plot predicted against actual test accuracy (with the diagonal) to a PNG, atomically."""
+    viz.scatter(
+        predicted,
+        actual,
+        path,
+        title=title,
+        xlabel="actual test accuracy",
+        ylabel="predicted test accuracy",
+    )
 
 
 # --------------------------------------------------------------------- runs

@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from weightspace import symmetry
+from weightspace import symmetry, viz
 from weightspace.data.inr import INR_FILE, InrDataset, load_inrs
 from weightspace.data.siren_format import PAPER_PREFIX, PAPER_SPLIT_POINTS, load_siren_folder
 from weightspace.models import FlatMLP, InvariantNFN
@@ -613,47 +613,8 @@ def _score(
 def save_confusion(
     matrix: Tensor, classes: Sequence[str], path: str | os.PathLike[str], *, title: str = ""
 ) -> None:
-    """Plot a confusion matrix (rows: true class, columns: predicted) to a PNG, atomically.
-
-    Cells are coloured by the fraction of their row and labelled with counts. Uses matplotlib's
-    object API with the Agg canvas: no display and no global backend change.
-
-    Shapes
-    ------
-    - matrix: ``(K, K)`` counts; classes: K names
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    counts = torch.as_tensor(matrix).double()
-    k = len(classes)
-    if counts.shape != (k, k):
-        raise ValueError(
-            f"save_confusion: matrix has shape {tuple(counts.shape)}, expected ({k}, {k}) for "
-            f"{k} classes"
-        )
-    rows = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
-    size = 2.5 + 0.45 * k
-    fig = Figure(figsize=(size, size), dpi=110)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    image = ax.imshow(rows.numpy(), cmap="Blues", vmin=0, vmax=1)
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
-    ax.set_xticks(range(k), [str(c) for c in classes], rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(k), [str(c) for c in classes], fontsize=8)
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("true class")
-    if k <= 20:
-        for i in range(k):
-            for j in range(k):
-                n = int(counts[i, j])
-                if n:
-                    colour = "white" if rows[i, j] > 0.5 else "black"
-                    ax.text(j, i, str(n), ha="center", va="center", fontsize=7, color=colour)
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+    """Plot a confusion matrix (rows: true class, columns: predicted) to a PNG, atomically."""
+    viz.confusion(matrix, classes, path, title=title)
 
 
 # ------------------------------------------------------------------ runs

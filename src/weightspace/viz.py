@@ -1,0 +1,155 @@
+"""Plots a person would rather look at than read: scatter, confusion matrix, image grids.
+
+Every function draws with matplotlib's object API on an Agg canvas (no display, no change of
+the global backend) and writes its PNG through :func:`weightspace.io.atomic_path`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from weightspace.io import atomic_path
+
+__all__ = ["confusion", "image_pairs", "scatter"]
+
+
+def _figure(width: float, height: float, dpi: int = 110) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=dpi)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Any, path: str | os.PathLike[str], dpi: int | None = None) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", **({"dpi": dpi} if dpi else {}))
+    return path
+
+
+def scatter(
+    predicted: Tensor,
+    actual: Tensor,
+    path: str | os.PathLike[str],
+    *,
+    title: str = "",
+    xlabel: str = "actual",
+    ylabel: str = "predicted",
+) -> Path:
+    """Predicted against actual values, with the diagonal, to a PNG.
+
+    Shapes
+    ------
+    - predicted, actual: ``(N,)``
+    """
+    fig = _figure(4.5, 4.5)
+    ax = fig.add_subplot()
+    a = torch.as_tensor(actual).double().reshape(-1).numpy()
+    p = torch.as_tensor(predicted).double().reshape(-1).numpy()
+    if a.shape != p.shape:
+        raise ValueError(f"scatter: {len(p)} predictions for {len(a)} actual values")
+    ax.scatter(a, p, s=10, alpha=0.6, edgecolors="none")
+    lo = float(min(a.min(), p.min(), 0.0)) if len(a) else 0.0
+    hi = float(max(a.max(), p.max(), 1.0)) if len(a) else 1.0
+    ax.plot([lo, hi], [lo, hi], color="grey", linewidth=1, linestyle="--")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def confusion(
+    matrix: Tensor, classes: Sequence[str], path: str | os.PathLike[str], *, title: str = ""
+) -> Path:
+    """A confusion matrix (rows: true class, columns: predicted) to a PNG.
+
+    Cells are coloured by the fraction of their row and labelled with counts (up to 20 classes).
+
+    Shapes
+    ------
+    - matrix: ``(K, K)`` counts; classes: K names
+    """
+    counts = torch.as_tensor(matrix).double()
+    k = len(classes)
+    if counts.shape != (k, k):
+        raise ValueError(
+            f"confusion: matrix has shape {tuple(counts.shape)}, expected ({k}, {k}) for "
+            f"{k} classes"
+        )
+    rows = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
+    size = 2.5 + 0.45 * k
+    fig = _figure(size, size)
+    ax = fig.add_subplot()
+    image = ax.imshow(rows.numpy(), cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
+    ax.set_xticks(range(k), [str(c) for c in classes], rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(k), [str(c) for c in classes], fontsize=8)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    if k <= 20:
+        for i in range(k):
+            for j in range(k):
+                n = int(counts[i, j])
+                if n:
+                    colour = "white" if rows[i, j] > 0.5 else "black"
+                    ax.text(j, i, str(n), ha="center", va="center", fontsize=7, color=colour)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def image_pairs(
+    upper: Tensor,
+    lower: Tensor,
+    path: str | os.PathLike[str],
+    *,
+    upper_titles: Sequence[str] = (),
+    lower_titles: Sequence[str] = (),
+    title: str = "",
+    columns: int = 8,
+) -> Path:
+    """Pairs of images, each ``upper[j]`` above ``lower[j]``, in rows of ``columns`` pairs.
+
+    Pixels are in ``[-1, 1]`` (clamped); one channel is drawn in grey, three as RGB.
+
+    Shapes
+    ------
+    - upper, lower: ``(N, C, H, W)`` with C 1 or 3
+    """
+    if upper.ndim != 4 or upper.shape != lower.shape:
+        raise ValueError(
+            f"image_pairs: expected two (N, C, H, W) tensors of one shape, got "
+            f"{tuple(upper.shape)} and {tuple(lower.shape)}"
+        )
+    n = upper.shape[0]
+    if n < 1:
+        raise ValueError("image_pairs: no images to draw")
+    cols = min(n, columns)
+    pairs = math.ceil(n / cols)
+    fig = _figure(1.3 * cols, 2.8 * pairs, dpi=100)
+    for j in range(n):
+        r, c = divmod(j, cols)
+        for k, (img, names) in enumerate(((upper[j], upper_titles), (lower[j], lower_titles))):
+            ax = fig.add_subplot(2 * pairs, cols, (2 * r + k) * cols + c + 1)
+            shown = img.detach().float().cpu().clamp(-1, 1)
+            if shown.shape[0] == 1:
+                ax.imshow(shown[0].numpy(), cmap="gray", vmin=-1, vmax=1)
+            else:
+                ax.imshow((shown.permute(1, 2, 0) * 0.5 + 0.5).numpy())
+            if j < len(names):
+                ax.set_title(names[j], fontsize=7)
+            ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path, dpi=100)
