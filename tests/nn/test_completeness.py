@@ -31,8 +31,13 @@ def burnside_counts(spec: NetworkSpec, mode: str) -> tuple[int, int]:
     return total_sq // count, total // count
 
 
-def realised_dims(spec: NetworkSpec, mode: str) -> tuple[int, int, int]:
-    """(rank of the realised linear maps, rank of the realised constant parts, parameter count)."""
+def realised_dims(
+    spec: NetworkSpec, mode: str, *, removed: tuple[str, ...] = ()
+) -> tuple[int, int, int]:
+    """(rank of the realised linear maps, rank of the realised constant parts, parameter count).
+
+    ``removed`` names parameters held at zero: the layer with those blocks taken out.
+    """
     layer = LAYERS[mode](spec, 1, 1).double()
     n = spec.num_params
 
@@ -47,14 +52,18 @@ def realised_dims(spec: NetworkSpec, mode: str) -> tuple[int, int, int]:
         features(torch.eye(n, dtype=torch.float64)),
         features(torch.zeros(1, n, dtype=torch.float64)),
     )
-    params = list(layer.parameters())
+    named = dict(layer.named_parameters())
+    unknown = set(removed) - set(named)
+    assert not unknown, f"no such parameters: {unknown}"
+    params = [p for name, p in named.items() if name not in removed]
+    frozen = [p for name, p in named.items() if name in removed]
     linear, constant = [], []
     with torch.no_grad():
         # The layer is linear in its parameters: one unit parameter vector at a time gives a basis
         # of everything it can realise.
         for p in params:
             for k in range(p.numel()):
-                for q in params:
+                for q in params + frozen:
                     q.zero_()
                 p.view(-1)[k] = 1.0
                 c = layer(zero).flatten()
@@ -103,11 +112,19 @@ def test_counts_match_the_paper(spec, mode, expected):
     assert realised_dims(spec, mode)[0] == expected
 
 
-def test_control_a_layer_missing_a_term_is_incomplete():
-    """The rank check can fail: zeroing one weight block loses dimensions."""
-    spec = NetworkSpec((2, 3, 2))
-    layer = HNPLinear(spec, 1, 1).double()
-    maps, _ = burnside_counts(spec, "hnp")
-    assert sum(p.numel() for n, p in layer.named_parameters() if n != "bias") == maps
-    dropped = layer.weights["layer1"].numel()
-    assert dropped > 0 and maps - dropped < maps
+@pytest.mark.parametrize(
+    ("spec", "mode", "block"),
+    [
+        (NetworkSpec((2, 3, 2)), "hnp", "weights.layer1"),
+        (NetworkSpec((2, 3, 2)), "hnp", "weights.global"),
+        (NetworkSpec((2, 3, 3, 2)), "np", "bias"),
+    ],
+)
+def test_control_a_layer_with_a_block_removed_misses_the_burnside_count(spec, mode, block):
+    """The rank check itself, run on a broken layer, must fail to reach the count."""
+    maps, invariants = burnside_counts(spec, mode)
+    full = realised_dims(spec, mode)
+    broken = realised_dims(spec, mode, removed=(block,))
+    assert full[:2] == (maps, invariants)
+    assert broken[0] < maps or broken[1] < invariants
+    assert broken[2] < full[2]

@@ -9,8 +9,8 @@ SPEC = NetworkSpec((3, 4, 5, 2))
 CNN = NetworkSpec((2, 3, 4, 2), ((3, 3), (2, 2), ()))
 
 
-def make(spec=SPEC, batch=2, channels=1):
-    return random_features(spec, batch, channels, generator=torch.Generator().manual_seed(0))
+def make(spec=SPEC, batch=2, channels=1, seed=0):
+    return random_features(spec, batch, channels, generator=torch.Generator().manual_seed(seed))
 
 
 def test_properties_and_spec_roundtrip():
@@ -99,9 +99,16 @@ def test_bad_permutations():
 
 
 def test_arithmetic_map_detach_to():
-    x, y = make(), make(batch=2)
+    x, y = make(), make(seed=1)
+    # Distinct operands, so swapped ones or a dropped term would show.
+    assert not torch.equal(x.weights[0], y.weights[0])
     z = 2 * x + y - x
     assert torch.allclose(z.weights[0], x.weights[0] + y.weights[0])
+    for a, b, d in zip(x.tensors, y.tensors, (x - y).tensors):
+        assert torch.equal(d, a - b)
+        assert not torch.equal(d, b - a)
+    for a, b, q in zip(x.tensors, y.tensors, (x * y + x).tensors):
+        assert torch.allclose(q, a * b + a)
     assert torch.equal((-x).biases[1], -x.biases[1])
     assert torch.equal((x * x).weights[2], x.weights[2] ** 2)
     assert x.to(torch.float32).dtype == torch.float32
