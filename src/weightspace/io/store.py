@@ -98,6 +98,11 @@ class StoreKind:
     def items(self) -> str:
         return f"{self.item}s"
 
+    @property
+    def a_noun(self) -> str:
+        """``noun`` with its article: "a zoo", "an INR folder"."""
+        return f"{'an' if self.noun[0] in 'aeiouAEIOU' else 'a'} {self.noun}"
+
 
 @dataclass(frozen=True)
 class ChunkLayout:
@@ -265,7 +270,7 @@ class ChunkStore:
             other = _store_format(p) if p.suffix == ".json" and p.is_file() else None
             if other is not None:
                 raise ForeignStoreError(
-                    f"{str(self.root)!r} holds a {other!r} store ({p.name}), not a {kind.noun}; "
+                    f"{str(self.root)!r} holds a {other!r} store ({p.name}), not {kind.a_noun}; "
                     f"{kind.writer} would overwrite its chunks: choose another output folder"
                 )
         if not self.header_path.exists() and self.chunks.is_dir():
@@ -274,14 +279,14 @@ class ChunkStore:
                 other = _store_format(p)
                 if other is not None and other != kind.format:
                     raise ForeignStoreError(
-                        f"{str(p)!r} is a chunk of a {other!r} store, not of a {kind.noun}; "
+                        f"{str(p)!r} is a chunk of a {other!r} store, not of {kind.a_noun}; "
                         f"{kind.writer} would overwrite it: choose another output folder"
                     )
         if others and not self.header_path.exists():
             names = ", ".join(sorted(p.name for p in others)[:5])
             raise ForeignStoreError(
                 f"{str(self.root)!r} is not empty ({names}) and holds no {kind.header}, so it is "
-                f"not a {kind.noun}; choose a new or empty output folder"
+                f"not {kind.a_noun}; choose a new or empty output folder"
             )
 
     def begin(self, header: Mapping[str, Any], num_chunks: int, rank: int, world: int) -> list[int]:
@@ -361,9 +366,8 @@ class ChunkStore:
         """The header, checked for this kind's format and version."""
         kind, path = self.kind, self.header_path
         if not path.exists():
-            article = "an" if kind.noun[0] in "aeiouAEIOU" else "a"
             raise ValueError(
-                f"{str(path)!r} is missing; expected {article} {kind.noun} written by {kind.writer}"
+                f"{str(path)!r} is missing; expected {kind.a_noun} written by {kind.writer}"
             )
         header = read_json(path)
         if not isinstance(header, dict) or header.get("format") != kind.format:
@@ -454,7 +458,7 @@ class ChunkStore:
             error = ForeignStoreError if isinstance(fmt, str) else ValueError
             raise error(
                 f"{str(js_path)!r}: field 'format' is {fmt!r}, expected {kind.format!r} (a chunk "
-                f"of a {kind.noun})"
+                f"of {kind.a_noun})"
             )
         for j, row in enumerate(rows):
             if not isinstance(row, dict):
@@ -482,7 +486,7 @@ class ChunkStore:
             if name not in stored:
                 raise ValueError(
                     f"{str(st_path)!r} has no tensor {name!r}; expected the {len(names)} tensors "
-                    f"{names[0]} .. {names[-1]} of a {kind.noun} chunk"
+                    f"{names[0]} .. {names[-1]} of {kind.a_noun} chunk"
                 )
             t = stored[name]
             if t.dtype != torch.float32 or tuple(t.shape) != (n, *shape):
