@@ -123,7 +123,7 @@ def retain_freed_memory() -> bool:
 def gather_batches(x: Tensor, index: Tensor) -> Tensor:
     """``x[index]`` for a ``(B, N)`` index: ``(B, N, *x.shape[1:])``, by whole-row copies.
 
-    ``index_select`` copies rows; advanced indexing gathers element by element, several times
+    ``index_select`` copies whole rows; advanced indexing gathers element by element, which is
     slower on image batches.
     """
     return x.index_select(0, index.reshape(-1)).view(*index.shape, *x.shape[1:])
