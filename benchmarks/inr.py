@@ -39,13 +39,13 @@ from weightspace.data.images import load_images
 from weightspace.data.inr import (
     DEFAULT_LR,
     DEFAULT_STEPS,
-    fit_sirens,
     pixel_grid,
     psnr,
     render,
     siren_module,
 )
 from weightspace.space.features import WeightSpaceFeatures
+from weightspace.train.siren import fit_sirens
 
 
 def fit_loop(images: torch.Tensor, seeds: list[int], steps: int, lr: float) -> WeightSpaceFeatures:

@@ -33,19 +33,19 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from weightspace.data._store import retain_freed_memory
 from weightspace.data.images import load_images
 from weightspace.data.zoo import (
     ADAM_BETAS,
     ADAM_EPS,
     RMSPROP_ALPHA,
     RMSPROP_EPS,
-    BatchedTrainer,
     Hyperparameters,
     _make_network,
     gather_batches,
 )
+from weightspace.data.zoo import zoo_trainer as BatchedTrainer
 from weightspace.space.features import WeightSpaceFeatures
+from weightspace.train.batched import retain_freed_memory
 
 
 def loop_module(hp: Hyperparameters) -> nn.Sequential:

@@ -156,6 +156,13 @@ def test_mnist_is_deterministic_and_limits_take_a_prefix(mnist):
     assert torch.equal(again.test_y, mnist.test_y[:5])
 
 
+def test_image_shapes_are_those_of_the_datasets(mnist, digits):
+    assert images.IMAGE_SHAPES["mnist"] == mnist.image_shape == (1, 28, 28)
+    assert images.IMAGE_SHAPES["digits"] == digits.image_shape == (1, 8, 8)
+    assert images.IMAGE_SHAPES["fashion-mnist"] == (1, 28, 28)
+    assert set(images.IMAGE_SHAPES) == set(images.DATASETS)
+
+
 def test_digits(digits):
     check_dataset(digits, 1500, 297, 8)
 

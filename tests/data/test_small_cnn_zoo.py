@@ -410,6 +410,15 @@ def test_bad_metrics_values(zoo_dir):
     write_metrics(root, bad_acc)
     with pytest.raises(ValueError, match=rf"line {index + 2}: column 'test_accuracy' is 'high'"):
         load_small_cnn_zoo(root)
+    for value in ("7.5", "-3.0", "inf"):  # out-of-range targets are refused, not trained on
+        bad_acc[index]["test_accuracy"] = value
+        write_metrics(root, bad_acc)
+        with pytest.raises(
+            ValueError,
+            match=rf"line {index + 2}: column 'test_accuracy' is '{value}', expected an accuracy in "
+            r"\[0, 1\]",
+        ):
+            load_small_cnn_zoo(root)
     twice = [dict(r) for r in rows]
     twice[index + 1 if index == 0 else 0] = dict(rows[index])
     write_metrics(root, twice)

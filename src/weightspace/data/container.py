@@ -27,7 +27,8 @@ class Zoo:
     features:
         ``WeightSpaceFeatures`` with batch N and 1 channel (float32).
     test_accuracy:
-        ``(N,)`` float tensor, the regression target of the generalization task.
+        ``(N,)`` float tensor, the regression target of the generalization task: each value in
+        [0, 1], or NaN for a network without one (diverged; :meth:`finite` drops it).
     metadata:
         One dict per network: hyperparameters and metrics (strings or numbers).
     split:
@@ -54,6 +55,18 @@ class Zoo:
                 raise ValueError(f"Zoo: {name} has shape {tuple(value.shape)}, expected ({n},)")
         if len(self.metadata) != n:
             raise ValueError(f"Zoo: metadata has {len(self.metadata)} rows for {n} networks")
+        if not self.test_accuracy.is_floating_point():
+            raise ValueError(f"Zoo: test_accuracy is {self.test_accuracy.dtype}, expected floats")
+        bad = ~(
+            self.test_accuracy.isnan() | ((self.test_accuracy >= 0) & (self.test_accuracy <= 1))
+        )
+        if bool(bad.any()):
+            i = int(bad.nonzero()[0])
+            source = self.info.get("root") or self.info.get("source") or "the zoo"
+            raise ValueError(
+                f"Zoo ({source}): network {i} has test_accuracy {float(self.test_accuracy[i])}; "
+                "expected a value in [0, 1], or NaN for a diverged network"
+            )
         bad = set(self.split.unique().tolist()) - set(SPLITS.values())
         if bad:
             raise ValueError(f"Zoo: split holds unknown codes {sorted(bad)}; expected {SPLITS}")

@@ -26,6 +26,12 @@ from torch import Tensor
 
 #: Names accepted by :func:`load_images`.
 DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist", "digits")
+#: The ``(1, H, W)`` shape of one image of each dataset (what stores check their headers against).
+IMAGE_SHAPES: dict[str, tuple[int, int, int]] = {
+    "mnist": (1, 28, 28),
+    "fashion-mnist": (1, 28, 28),
+    "digits": (1, 8, 8),
+}
 
 #: Class names of Fashion-MNIST, in label order.
 FASHION_MNIST_CLASSES: tuple[str, ...] = (

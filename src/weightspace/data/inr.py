@@ -22,20 +22,13 @@ bottom +1), coordinate 1 over columns (left -1 to right +1), pixels in row-major
 ``indexing="ij"`` grid of the reference code). Pixel values are in [-1, 1]. PSNR is computed on
 these [-1, 1] values with peak-to-peak 2: ``PSNR = 10 log10(2² / MSE)`` (:func:`psnr`).
 
-Fitting
--------
-:func:`fit_sirens` fits B SIRENs at once: the weights are stacked ``(B, …)`` tensors, every step
-sees the whole image, and one ``torch.optim.Adam`` runs over the stacked tensors. Adam acts
-entrywise and the summed loss gives each network exactly its own gradient, so this *is* B
-independent fits. Gradients are computed in closed form into preallocated buffers (a SIREN is
-small; autograd and allocation would dominate); the tests check them against autograd through
-:func:`weightspace.functional.forward` and the whole fit against a per-SIREN ``nn.Module`` loop.
+Fitting and storage
+-------------------
+:func:`weightspace.train.siren.fit_sirens` fits many SIRENs at once. :func:`fit_inrs` fits one
+per image of a dataset into a :class:`~weightspace.io.store.ChunkStore` (resumable, shardable
+under ``torchrun``)::
 
-Storage
--------
-:func:`fit_inrs` writes a folder, resumably and shardable under ``torchrun``::
-
-    OUT/inrs.json                       format, spec, dataset, seed, classes, the InrConfig
+    OUT/inrs.json                       format, spec, dataset, seed, classes, threads, InrConfig
     OUT/chunks/chunk-00000.safetensors  "W1" … "W3", "b1" … "b3", each (n_chunk, *shape) float32
     OUT/chunks/chunk-00000.json         one row per INR: index, label, image_index, source,
                                         split, copy, seed, psnr
@@ -47,9 +40,8 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,22 +50,19 @@ import torch
 from torch import Tensor, nn
 
 from weightspace import viz
-from weightspace.data._store import (
-    CHUNKS_DIR,
-    atomic_write_json,
-    atomic_write_safetensors,
-    chunk_stem,
-    env_int,
-    finite_or_none,
-    progress_bar,
-    read_json,
-    require_chunks,
-    torch_threads,
-)
 from weightspace.data.container import SPLITS
 from weightspace.functional.forward import forward
+from weightspace.io.store import (
+    ChunkLayout,
+    ChunkStore,
+    StoreKind,
+    header_int,
+    header_spec,
+    store_threads,
+)
 from weightspace.space.features import WeightSpaceFeatures
 from weightspace.space.spec import NetworkSpec
+from weightspace.train.distributed import rank_and_world
 
 if TYPE_CHECKING:
     from weightspace.data.images import ImageData
@@ -82,14 +71,15 @@ __all__ = [
     "DATASETS",
     "DEFAULT_LR",
     "DEFAULT_STEPS",
+    "INR_FILE",
     "INR_FORMAT",
+    "INR_STORE",
     "OMEGA_0",
     "SIREN_SPEC",
     "InrConfig",
     "InrDataset",
     "Sine",
     "fit_inrs",
-    "fit_sirens",
     "init_sirens",
     "inr_seed",
     "load_inrs",
@@ -105,6 +95,16 @@ __all__ = [
 INR_FORMAT = "weightspace-inrs"
 INR_VERSION = 1
 INR_FILE = "inrs.json"
+#: The store :func:`fit_inrs` writes and :func:`load_inrs` reads.
+INR_STORE = StoreKind(
+    format=INR_FORMAT,
+    version=INR_VERSION,
+    header=INR_FILE,
+    count_field="num_inrs",
+    item="INR",
+    noun="INR folder",
+    writer="fit_inrs",
+)
 
 #: Datasets whose images :func:`fit_inrs` can fit (see :func:`weightspace.data.images.load_images`).
 DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist", "digits")
@@ -113,14 +113,10 @@ DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist", "digits")
 OMEGA_0 = 30.0
 #: The weight space of every SIREN here: 2 coordinates → 32 → 32 → 1 pixel value.
 SIREN_SPEC = NetworkSpec((2, 32, 32, 1))
-#: Adam steps of :class:`InrConfig` (full image per step). At ``DEFAULT_LR`` this gives a mean
-#: PSNR of 46.8 dB on the first 64 MNIST training images (see ``InrConfig``).
+#: Adam steps of :class:`InrConfig` (full image per step); BENCHMARKS.md has the PSNR they reach.
 DEFAULT_STEPS = 500
 #: Adam learning rate of :class:`InrConfig`.
 DEFAULT_LR = 1e-3
-#: ``torch.optim.Adam``'s defaults, written out because the per-SIREN reference must match them.
-ADAM_BETAS = (0.9, 0.999)
-ADAM_EPS = 1e-8
 
 _PEAK_TO_PEAK = 2.0  # pixel values live in [-1, 1]
 _SOURCES = ("train", "test")  # which split of the image dataset an INR's image comes from
@@ -293,178 +289,6 @@ def render(features: WeightSpaceFeatures, height: int, width: int) -> Tensor:
     return out.transpose(1, 2).reshape(features.batch_size, spec.widths[-1], height, width)
 
 
-# ------------------------------------------------------------------ fitting
-class _BatchedSiren:
-    """Closed-form loss gradients of B SIRENs on a shared coordinate grid, in fixed buffers.
-
-    ``u_i = ω0 (h_{i-1} W_iᵀ + b_i)``, ``h_i = sin(u_i)`` for hidden layers, ``out = h_{L-1}
-    W_Lᵀ + b_L``; loss per network ``mean((out - y)²)``. Backward: ``δ_L = 2 (out - y) / (N C)``,
-    ``∂W_i = δ_iᵀ h_{i-1}``, ``∂b_i = Σ_n δ_i``, ``δ_{i-1} = (δ_i W_i) ⊙ ω0 cos(u_{i-1})``.
-    The cosines overwrite the pre-activations, and each δ overwrites the activation it follows.
-    """
-
-    def __init__(self, params: Sequence[Tensor], coords: Tensor) -> None:
-        L = len(params) // 2
-        self.weights, self.biases = list(params[:L]), list(params[L:])
-        B = self.weights[0].shape[0]
-        N = coords.shape[0]
-        self.x = coords.expand(B, N, coords.shape[1])
-        # ∂W_1 as xᵀ δ_1 then transposed: twice as fast as δ_1ᵀ x for 2 inputs.
-        self.xT = coords.T.contiguous().expand(B, coords.shape[1], N)
-        self.g1 = self.weights[0].new_empty(B, coords.shape[1], self.weights[0].shape[1])
-        empty = self.weights[0].new_empty
-        widths = [w.shape[1] for w in self.weights]
-        self.u = [empty(B, N, n) for n in widths[:-1]]  # pre-activations, then ω0-free cosines
-        self.h = [empty(B, N, n) for n in widths[:-1]]  # activations, then δ of the layer
-        self.out = empty(B, N, widths[-1])
-        for p in params:
-            p.grad = torch.empty_like(p)
-
-    @torch.no_grad()
-    def step_gradients(self, target: Tensor) -> Tensor:
-        """Write the gradients into ``.grad``; return the ``(B,)`` losses before the step.
-
-        ``target`` is ``(B, N, C)``.
-        """
-        L = len(self.weights)
-        h_prev = self.x
-        for i in range(L - 1):
-            w, b = self.weights[i], self.biases[i]
-            u = torch.baddbmm(
-                b.unsqueeze(1),
-                h_prev,
-                w.transpose(1, 2).contiguous(),
-                beta=OMEGA_0,
-                alpha=OMEGA_0,
-                out=self.u[i],
-            )
-            torch.sin(u, out=self.h[i])
-            u.cos_()
-            h_prev = self.h[i]
-        w, b = self.weights[-1], self.biases[-1]
-        delta = torch.baddbmm(b.unsqueeze(1), h_prev, w.transpose(1, 2).contiguous(), out=self.out)
-        delta.sub_(target)
-        loss = delta.square().mean(dim=(1, 2))
-        delta.mul_(2.0 / (delta.shape[1] * delta.shape[2]))
-        for i in range(L - 1, -1, -1):
-            torch.sum(delta, dim=1, out=self.biases[i].grad)
-            if i == 0:
-                torch.bmm(self.xT, delta, out=self.g1)
-                self.weights[0].grad.copy_(self.g1.transpose(1, 2))
-                break
-            torch.bmm(delta.transpose(1, 2), self.h[i - 1], out=self.weights[i].grad)
-            scaled = self.weights[i] * OMEGA_0  # (B, n_i, n_{i-1})
-            if scaled.shape[1] == 1:  # an outer product: cheaper as a broadcast multiply
-                nxt = torch.mul(delta, scaled, out=self.h[i - 1])
-            else:
-                nxt = torch.bmm(delta, scaled, out=self.h[i - 1])
-            delta = nxt.mul_(self.u[i - 1])
-        return loss
-
-
-def fit_sirens(
-    images: Tensor,
-    seeds: Sequence[int],
-    *,
-    steps: int = DEFAULT_STEPS,
-    lr: float = DEFAULT_LR,
-    batch_networks: int = 32,
-    spec: NetworkSpec = SIREN_SPEC,
-    progress: bool = False,
-    progress_position: int = 0,
-) -> tuple[WeightSpaceFeatures, Tensor]:
-    """Fit one SIREN per image, ``batch_networks`` at a time, with Adam on stacked weights.
-
-    Network b starts from :func:`init_sirens` drawn from ``torch.Generator().manual_seed(
-    seeds[b])`` and takes ``steps`` Adam steps (``torch.optim.Adam``, lr ``lr``, betas (0.9,
-    0.999), eps 1e-8) on the mean squared error over all pixels of its image. Networks are
-    independent: the result equals a per-SIREN ``nn.Module`` loop (to rounding), whatever
-    ``batch_networks`` is.
-
-    Parameters
-    ----------
-    images:
-        ``(B, C, H, W)`` pixel values in [-1, 1]; their dtype is the fit's dtype.
-    seeds:
-        B non-negative ints, one initialisation seed per image.
-    steps, lr:
-        Adam steps (each on the full image) and learning rate.
-    batch_networks:
-        Networks fitted at once (a speed/memory trade-off only).
-    spec:
-        Dense weight space with 2 inputs and C outputs.
-    progress:
-        Show a tqdm bar over steps.
-
-    Returns
-    -------
-    (features, psnr):
-        The fitted networks, ``(B, 1, …)`` on ``spec``, and their :func:`psnr` ``(B,)`` in dB
-        against ``images``, from :func:`render` of the final weights.
-
-    Raises
-    ------
-    ValueError
-        For images that are not ``(B, C, H, W)`` floats, seeds that do not match B, or a
-        ``spec`` that does not map 2 coordinates to C values.
-    """
-    if not isinstance(images, Tensor) or images.ndim != 4 or not images.is_floating_point():
-        what = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
-        raise ValueError(f"fit_sirens: images must be a float (B, C, H, W) tensor, got {what}")
-    B, C, H, W = images.shape
-    if B == 0:
-        raise ValueError("fit_sirens: images hold no image (B = 0)")
-    seeds = [int(s) for s in seeds]
-    if any(s < 0 for s in seeds):
-        raise ValueError(f"fit_sirens: seeds must be non-negative ints, got {min(seeds)}")
-    if len(seeds) != B:
-        raise ValueError(f"fit_sirens: got {len(seeds)} seeds for {B} images; expected one each")
-    if spec.is_cnn or spec.widths[0] != 2 or spec.widths[-1] != C:
-        raise ValueError(
-            f"fit_sirens: {spec} must be dense with 2 inputs and {C} outputs (image channels)"
-        )
-    for name, value, low in (("steps", steps, 0), ("batch_networks", batch_networks, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"fit_sirens: {name} must be an int >= {low}, got {value!r}")
-    if not (isinstance(lr, int | float) and math.isfinite(lr) and lr > 0):
-        raise ValueError(f"fit_sirens: lr must be a positive finite number, got {lr!r}")
-    coords = pixel_grid(H, W, dtype=images.dtype, device=images.device)
-    targets = images.permute(0, 2, 3, 1).reshape(B, H * W, C)
-    parts: list[list[Tensor]] = []
-    bar = progress_bar(
-        total=steps * math.ceil(B / batch_networks),
-        desc="fit SIRENs",
-        unit="step",
-        leave=False,
-        disable=not progress,
-        position=progress_position,
-    )
-    with bar:
-        for start in range(0, B, batch_networks):
-            stop = min(start + batch_networks, B)
-            init = [
-                init_sirens(1, generator=torch.Generator().manual_seed(s), spec=spec)
-                for s in seeds[start:stop]
-            ]
-            params = [
-                torch.cat(col).to(device=images.device, dtype=images.dtype) for col in zip(*init)
-            ]
-            batch = _BatchedSiren(params, coords)
-            # Adam is entrywise: one optimizer over the stacked tensors is independent fits.
-            opt = torch.optim.Adam(params, lr=lr, betas=ADAM_BETAS, eps=ADAM_EPS, fused=True)
-            target = targets[start:stop]
-            for _ in range(steps):
-                batch.step_gradients(target)
-                opt.step()
-                bar.update(1)
-            parts.append([p.detach() for p in params])
-    tensors = [torch.cat(col).unsqueeze(1) for col in zip(*parts)]
-    features = WeightSpaceFeatures.from_tensors(tensors, spec)
-    with torch.no_grad():
-        scores = psnr(render(features, H, W), images)
-    return features, scores
-
-
 # ------------------------------------------------------------------ config
 @dataclass
 class InrConfig:
@@ -485,9 +309,8 @@ class InrConfig:
         Extra fits of each *training* image (``split == "train"``), each from another seed
         (copies 1..augment). Validation and test images get one fit.
     steps, lr:
-        Adam steps on the full image, and learning rate. The defaults reach a mean PSNR of
-        46.8 dB on MNIST (the first 64 training images, worst 38.7 dB; ``python
-        benchmarks/inr.py`` reports it); 300 steps give about 37 dB, 200 about 32 dB.
+        Adam steps on the full image, and learning rate (``python benchmarks/inr.py`` reports
+        the PSNR they reach; BENCHMARKS.md records it).
     batch_networks:
         SIRENs fitted at once (speed and memory). Results agree across values to float32
         rounding (~1e-7), but are bit-identical only for the same value, so a resumed run must
@@ -699,8 +522,11 @@ def fit_inrs(config: InrConfig, progress: bool = True, *, threads: int | None = 
 
     Chunks already complete are skipped, so after an interruption the same call continues where
     it stopped (temp files left by a killed run are removed). Under ``torchrun`` (``RANK`` and
-    ``WORLD_SIZE`` set) rank r fits the chunks k with ``k % WORLD_SIZE == r`` on one thread each
-    and rank 0 writes ``inrs.json``; the merged folder equals a one-process run.
+    ``WORLD_SIZE`` set) rank r fits the chunks k with ``k % WORLD_SIZE == r`` and rank 0 writes
+    ``inrs.json``. A chunk's bytes depend on the torch threads of the process that fitted it (see
+    :mod:`weightspace.io.store`): ``inrs.json`` records the count and a resume with another one
+    is refused; for the same count, the folder equals a one-process run whatever the number of
+    processes.
 
     Parameters
     ----------
@@ -710,7 +536,6 @@ def fit_inrs(config: InrConfig, progress: bool = True, *, threads: int | None = 
         Show tqdm progress bars (chunks, and steps within a chunk).
     threads:
         Torch threads while fitting; by default 1 under ``torchrun`` and unchanged otherwise.
-        Results are reproducible for a fixed thread count.
 
     Returns
     -------
@@ -720,75 +545,61 @@ def fit_inrs(config: InrConfig, progress: bool = True, *, threads: int | None = 
     Raises
     ------
     ValueError
-        For a folder that holds INRs of another config (naming the fields that differ) or a
-        foreign ``inrs.json``, or bad ``RANK``/``WORLD_SIZE``.
+        For a folder that holds INRs of another config (naming the fields that differ) or of
+        another thread count, a store of another kind or a non-empty folder that is not one, an
+        ``out`` that is a file, or bad ``RANK``/``WORLD_SIZE``.
+    OSError
+        When the folder cannot be written (naming the path).
     """
     if not isinstance(config, InrConfig):
         raise ValueError(f"fit_inrs: config must be an InrConfig, got {type(config).__name__}")
-    rank, world = env_int("RANK", 0), env_int("WORLD_SIZE", 1)
-    if world < 1 or not 0 <= rank < world:
-        raise ValueError(f"fit_inrs: RANK={rank} must lie in 0..WORLD_SIZE-1 (WORLD_SIZE={world})")
-    if threads is None and world > 1:
-        threads = 1
-    out = Path(config.out)
-    header_path = out / INR_FILE
-    if header_path.exists():
-        _check_same_config(header_path, read_json(header_path), config)
+    rank, world = rank_and_world()
+    threads = store_threads(threads, world)
+    store = ChunkStore(config.out, INR_STORE)
+    store.check_resume(config.to_json(), threads)
 
     from weightspace.data.images import load_images
 
     data = load_images(config.dataset, limit_train=config.limit, limit_test=config.limit)
     items = _plan(len(data.train_y), len(data.test_y), config)
     num_chunks = math.ceil(len(items) / config.chunk_size)
-    chunks = out / CHUNKS_DIR
-    chunks.mkdir(parents=True, exist_ok=True)
-    if rank == 0:
-        for tmp in out.glob(f".{INR_FILE}.*.tmp"):
-            tmp.unlink(missing_ok=True)
-        if not header_path.exists():
-            atomic_write_json(header_path, _header(config, data, len(items), num_chunks))
-    owned = [k for k in range(num_chunks) if k % world == rank]
-    _clean_temp_files(chunks, set(owned))
+    header = _header(config, data, len(items), num_chunks, threads)
+    owned = store.begin(header, num_chunks, rank, world)
 
     def chunk_items(k: int) -> list[_Item]:
         return items[k * config.chunk_size : (k + 1) * config.chunk_size]
 
-    todo = [k for k in owned if not _chunk_is_complete(chunks, k, chunk_items(k), config.seed)]
-    if not todo:
-        return out
-    with torch_threads(threads):
-        bar = progress_bar(
-            total=len(owned),
-            initial=len(owned) - len(todo),
-            desc=f"INRs {config.dataset}" + (f" rank {rank}" if world > 1 else ""),
-            unit="chunk",
-            disable=not progress,
-            position=2 * rank if world > 1 else 0,
-        )
-        with bar:
-            for k in todo:
-                part = chunk_items(k)
-                tensors, rows = _fit_chunk(
-                    config, part, data, progress, position=2 * rank + 1 if world > 1 else 1
-                )
-                stem = chunks / chunk_stem(k)
-                # Tensors first, rows last: the JSON marks the chunk complete.
-                atomic_write_safetensors(
-                    stem.with_suffix(".safetensors"),
-                    tensors,
-                    {"format": INR_FORMAT, "chunk": str(k)},
-                )
-                atomic_write_json(
-                    stem.with_suffix(".json"),
-                    {"format": INR_FORMAT, "version": INR_VERSION, "chunk": k, "rows": rows},
-                )
-                bar.update(1)
-    return out
+    def layout(k: int) -> ChunkLayout:
+        part = chunk_items(k)
+        seeds = [inr_seed(config.seed, it.source, it.image_index, it.copy) for it in part]
+        return ChunkLayout(k, range(part[0].index, part[-1].index + 1), _TENSORS, seeds)
+
+    todo = store.missing(owned, layout)
+    if todo:
+        from weightspace.train.batched import torch_threads
+
+        with torch_threads(threads):
+            store.fill(
+                todo,
+                lambda k, position: _fit_chunk(config, chunk_items(k), data, progress, position),
+                total=len(owned),
+                desc=f"INRs {config.dataset}",
+                progress=progress,
+                rank=rank,
+                world=world,
+            )
+    return Path(config.out)
+
+
+#: The tensors of a chunk: name → shape of one SIREN's tensor.
+_TENSORS = {t.name: t.shape for t in SIREN_SPEC.tensors}
 
 
 def _fit_chunk(
     config: InrConfig, items: list[_Item], data: ImageData, progress: bool, position: int
 ) -> tuple[dict[str, Tensor], list[dict[str, Any]]]:
+    from weightspace.train import siren  # looked up per call, so tests can slow it down
+
     images = torch.stack(
         [(data.train_x if it.source == "train" else data.test_x)[it.image_index] for it in items]
     )
@@ -796,7 +607,7 @@ def _fit_chunk(
         int((data.train_y if it.source == "train" else data.test_y)[it.image_index]) for it in items
     ]
     seeds = [inr_seed(config.seed, it.source, it.image_index, it.copy) for it in items]
-    features, scores = fit_sirens(
+    features, scores = siren.fit_sirens(
         images,
         seeds,
         steps=config.steps,
@@ -818,23 +629,22 @@ def _fit_chunk(
             "split": it.split,
             "copy": it.copy,
             "seed": seed,
-            "psnr": finite_or_none(float(score)),
+            "psnr": score if math.isfinite(score) else None,
         }
         for it, label, seed, score in zip(items, labels, seeds, scores.tolist())
     ]
     return tensors, rows
 
 
-def _header(config: InrConfig, data: ImageData, num_inrs: int, num_chunks: int) -> dict[str, Any]:
+def _header(
+    config: InrConfig, data: ImageData, num_inrs: int, num_chunks: int, threads: int
+) -> dict[str, Any]:
     from weightspace import __version__
 
     return {
         "format": INR_FORMAT,
         "version": INR_VERSION,
-        "spec": {
-            "widths": list(SIREN_SPEC.widths),
-            "kernel_shapes": [list(k) for k in SIREN_SPEC.kernel_shapes],
-        },
+        "spec": SIREN_SPEC.to_dict(),
         "activation": f"sin({OMEGA_0:g} * t) after every layer but the last (omega_0 inside)",
         "omega_0": OMEGA_0,
         "coordinates": "pixel_grid: (row, column) in [-1, 1], row-major",
@@ -846,6 +656,7 @@ def _header(config: InrConfig, data: ImageData, num_inrs: int, num_chunks: int) 
         "num_inrs": num_inrs,
         "chunk_size": config.chunk_size,
         "num_chunks": num_chunks,
+        "threads": threads,
         "weightspace_version": __version__,
         "config": config.to_json(),
     }
@@ -870,56 +681,40 @@ def load_inrs(path: str | os.PathLike[str]) -> InrDataset:
     Raises
     ------
     ValueError
-        Naming the file: a missing or malformed ``inrs.json`` (wrong format, version or an
-        architecture other than :data:`SIREN_SPEC`), missing chunk files (the run is unfinished:
-        re-run :func:`fit_inrs` to resume), a truncated or corrupt safetensors file, tensors whose
-        shapes disagree with ``inrs.json``, rows that do not match the stored INRs, missing or
-        out-of-range labels, unknown splits, or NaN/Inf weights (naming the INR's index).
+        Naming the file: a missing or malformed ``inrs.json`` (wrong format, version, an
+        architecture other than :data:`SIREN_SPEC`, a field of the wrong type, an image shape
+        that is not its dataset's), missing chunk files (the run is unfinished: re-run
+        :func:`fit_inrs` to resume) or chunks beyond ``num_inrs``, a truncated or corrupt
+        safetensors file, tensors whose shapes disagree with ``inrs.json``, rows that do not
+        match the stored INRs, missing or out-of-range labels, unknown splits, or NaN/Inf weights
+        (naming the INR's index).
     """
-    root = Path(path)
-    header_path = root / INR_FILE
-    if not header_path.exists():
-        raise ValueError(
-            f"{str(header_path)!r} is missing; expected an INR folder written by fit_inrs"
-        )
-    header = read_json(header_path)
-    if not isinstance(header, dict) or header.get("format") != INR_FORMAT:
-        got = header.get("format") if isinstance(header, dict) else type(header).__name__
-        raise ValueError(f"{str(header_path)!r}: format {got!r}, expected {INR_FORMAT!r}")
-    if header.get("version") != INR_VERSION:
-        raise ValueError(
-            f"{str(header_path)!r}: format version {header.get('version')!r}, expected {INR_VERSION}"
-        )
-    try:
-        spec = NetworkSpec(
-            tuple(header["spec"]["widths"]),
-            tuple(tuple(k) for k in header["spec"]["kernel_shapes"]),
-        )
-        num_inrs, chunk_size = int(header["num_inrs"]), int(header["chunk_size"])
-        classes = [str(c) for c in header["classes"]]
-    except (KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{str(header_path)!r} is malformed: {err!r}") from None
+    store = ChunkStore(path, INR_STORE)
+    header = store.read_header()
+    header_path = store.header_path
+    spec = header_spec(header, header_path)
     if spec != SIREN_SPEC:
         raise ValueError(
             f"{str(header_path)!r}: spec {spec}, expected the SIREN architecture {SIREN_SPEC}"
         )
-    if num_inrs < 1 or chunk_size < 1 or not classes:
+    num_inrs = header_int(header, "num_inrs", header_path)
+    chunk_size = header_int(header, "chunk_size", header_path)
+    classes = header.get("classes")
+    if not isinstance(classes, list) or not classes:
         raise ValueError(
-            f"{str(header_path)!r}: num_inrs {num_inrs}, chunk_size {chunk_size} and classes "
-            f"{classes} must be positive / non-empty"
+            f"{str(header_path)!r}: field 'classes' is {classes!r}, expected a non-empty list"
         )
-    num_chunks = math.ceil(num_inrs / chunk_size)
-    chunks = require_chunks(
-        root, num_chunks, "INR folder", "re-run fit_inrs with the same config to resume"
-    )
+    classes = [str(c) for c in classes]
+    _check_dataset(header, header_path)
+    num_chunks = store.require_chunks(num_inrs, chunk_size)
     parts: list[list[Tensor]] = [[] for _ in SIREN_SPEC.tensors]
     rows: list[dict[str, Any]] = []
     for k in range(num_chunks):
         indices = range(k * chunk_size, min((k + 1) * chunk_size, num_inrs))
-        tensors, chunk_rows = _read_chunk(chunks / chunk_stem(k), k, indices)
-        st_path = chunks / f"{chunk_stem(k)}.safetensors"
+        tensors, chunk_rows = store.read_chunk(ChunkLayout(k, indices, _TENSORS))
+        st_path, js_path = store.paths(k)
         _check_finite(tensors, st_path, indices.start)
-        _check_rows(chunk_rows, chunks / f"{chunk_stem(k)}.json", len(classes))
+        _check_rows(chunk_rows, js_path, len(classes))
         for j, t in enumerate(SIREN_SPEC.tensors):
             parts[j].append(tensors[t.name])
         rows.extend(chunk_rows)
@@ -928,10 +723,10 @@ def load_inrs(path: str | os.PathLike[str]) -> InrDataset:
     )
     labels = torch.tensor([r["label"] for r in rows], dtype=torch.long)
     split = torch.tensor([SPLITS[r["split"]] for r in rows], dtype=torch.long)
-    scores = [r["psnr"] for r in rows if r.get("psnr") is not None]
+    scores = [r["psnr"] for r in rows if isinstance(r.get("psnr"), int | float)]
     info = {
         "source": INR_FORMAT,
-        "root": str(root),
+        "root": str(store.root),
         "dataset": header.get("dataset"),
         "classes": classes,
         "image_shape": header.get("image_shape"),
@@ -939,68 +734,37 @@ def load_inrs(path: str | os.PathLike[str]) -> InrDataset:
         "num_inrs": num_inrs,
         "mean_psnr": float(np.mean(scores)) if scores else math.nan,
         "omega_0": header.get("omega_0"),
+        "threads": header.get("threads"),
         "weightspace_version": header.get("weightspace_version"),
         "config": header.get("config"),
     }
     return InrDataset(SIREN_SPEC, features, labels, split, rows, info)
 
 
-def _read_chunk(
-    stem: Path, k: int, indices: range, seeds: Sequence[int] | None = None
-) -> tuple[dict[str, Tensor], list[dict[str, Any]]]:
-    """Read and check both files of chunk ``k`` (shapes, row count and indices, seeds).
+def _check_dataset(header: dict[str, Any], path: Path) -> None:
+    """The header's dataset is known, agrees with its config, and its image shape is that
+    dataset's (otherwise ``inr show`` would draw another dataset's originals)."""
+    from weightspace.data.images import IMAGE_SHAPES
 
-    Raises ``ValueError`` naming the file for anything missing, unreadable or inconsistent.
-    """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    st_path, js_path = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
-    for p in (st_path, js_path):
-        if not p.exists():
-            raise ValueError(f"{str(p)!r} is missing")
-    doc = read_json(js_path)
-    rows = doc.get("rows") if isinstance(doc, dict) else None
-    if (
-        not isinstance(rows, list)
-        or doc.get("chunk") != k
-        or not all(isinstance(r, dict) for r in rows)
-    ):
+    dataset = header.get("dataset")
+    if dataset not in DATASETS:
         raise ValueError(
-            f"{str(js_path)!r}: expected an object with 'chunk': {k} and a 'rows' list of objects"
+            f"{str(path)!r}: field 'dataset' is {dataset!r}, expected one of {DATASETS}"
         )
-    try:
-        stored = load_file(st_path)
-    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+    config = header.get("config")
+    stored = config.get("dataset") if isinstance(config, dict) else None
+    if stored != dataset:
         raise ValueError(
-            f"{str(st_path)!r} is truncated or corrupt ({err}); delete it and re-run fit_inrs "
-            "with the same config to refit it"
-        ) from None
-    n = len(indices)
-    tensors: dict[str, Tensor] = {}
-    for t in SIREN_SPEC.tensors:
-        if t.name not in stored:
-            raise ValueError(
-                f"{str(st_path)!r} has no tensor {t.name!r}; expected W1..W3 and b1..b3 of "
-                f"{SIREN_SPEC}"
-            )
-        x = stored[t.name]
-        if x.dtype != torch.float32 or tuple(x.shape) != (n, *t.shape):
-            raise ValueError(
-                f"{str(st_path)!r}: tensor {t.name!r} is {x.dtype} {tuple(x.shape)}, expected "
-                f"float32 ({n}, {', '.join(map(str, t.shape))}): {n} SIRENs of {SIREN_SPEC} as "
-                "inrs.json declares"
-            )
-        tensors[t.name] = x
-    if [r.get("index") for r in rows] != list(indices):
-        got = [r.get("index") for r in rows]
-        raise ValueError(
-            f"{str(js_path)!r}: rows have indices {got[:8]}{'…' if len(got) > 8 else ''} "
-            f"({len(got)} rows), expected INRs {indices.start}..{indices.stop - 1} of chunk {k}"
+            f"{str(path)!r}: field 'dataset' is {dataset!r} but its config says {stored!r}; "
+            "expected the dataset the INRs were fitted on"
         )
-    if seeds is not None and [r.get("seed") for r in rows] != list(seeds):
-        raise ValueError(f"{str(js_path)!r}: INR seeds do not belong to this run's seed")
-    return tensors, rows
+    shape = header.get("image_shape")
+    expected = list(IMAGE_SHAPES[dataset])
+    if shape != expected:
+        raise ValueError(
+            f"{str(path)!r}: field 'image_shape' is {shape!r}, but dataset {dataset!r} has images "
+            f"of {expected}; expected the dataset the INRs were fitted on"
+        )
 
 
 def _check_finite(tensors: dict[str, Tensor], path: Path, first: int) -> None:
@@ -1130,49 +894,3 @@ def show_grid(
         lower_titles=[f"{float(s):.1f} dB" for s in scores],
         title="originals (upper, with labels) and SIREN reconstructions with PSNR (lower)",
     )
-
-
-# ------------------------------------------------------------------ helpers
-
-
-def _check_same_config(path: Path, stored: Any, config: InrConfig) -> None:
-    if not isinstance(stored, dict) or stored.get("format") != INR_FORMAT:
-        got = stored.get("format") if isinstance(stored, dict) else type(stored).__name__
-        raise ValueError(
-            f"{str(path)!r} is not a weightspace INR folder (format {got!r}, expected "
-            f"{INR_FORMAT!r}); choose another output folder"
-        )
-    old = stored.get("config")
-    if not isinstance(old, dict):
-        raise ValueError(f"{str(path)!r} holds no 'config' object; expected the InrConfig")
-    new = config.to_json()
-    names = [f.name for f in fields(InrConfig) if f.name != "out"]
-    diff = [
-        f"{n}: stored {old.get(n)!r}, requested {new[n]!r}" for n in names if old.get(n) != new[n]
-    ]
-    if diff:
-        raise ValueError(
-            f"{str(path)!r} was fitted with another config ({'; '.join(diff)}); use another "
-            "output folder or the stored config to resume"
-        )
-
-
-def _chunk_is_complete(folder: Path, k: int, items: list[_Item], seed: int) -> bool:
-    """Whether chunk ``k`` was fully written for this run (both files, readable, matching)."""
-    if not items:
-        return True
-    indices = range(items[0].index, items[-1].index + 1)
-    seeds = [inr_seed(seed, it.source, it.image_index, it.copy) for it in items]
-    try:
-        _read_chunk(folder / chunk_stem(k), k, indices, seeds)
-    except ValueError:
-        return False
-    return True
-
-
-def _clean_temp_files(folder: Path, owned: set[int]) -> None:
-    """Remove temp files of chunks this process owns (another rank may be writing the rest)."""
-    for tmp in folder.glob(".chunk-*.tmp"):
-        match = re.match(r"^\.chunk-(\d+)\.", tmp.name)
-        if match and int(match.group(1)) in owned:
-            tmp.unlink(missing_ok=True)

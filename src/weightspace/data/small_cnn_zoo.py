@@ -388,11 +388,17 @@ def _parse_accuracy(text: str, name: str, line: int) -> float:
     if not text:  # pandas writes NaN as an empty field; Zoo.finite() drops such networks
         return math.nan
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise ValueError(
             f"{name!r} line {line}: column 'test_accuracy' is {text!r}, expected a number"
         ) from None
+    if not (math.isnan(value) or 0 <= value <= 1):
+        raise ValueError(
+            f"{name!r} line {line}: column 'test_accuracy' is {text!r}, expected an accuracy in "
+            "[0, 1] (or empty for none)"
+        )
+    return value
 
 
 def _parse_value(text: str) -> Any:

@@ -1,8 +1,8 @@
 """Generate model zoos of small CNNs (the Small CNN Zoo recipe), many networks at a time.
 
-A zoo is a folder::
+A zoo is a :class:`~weightspace.io.store.ChunkStore` folder::
 
-    OUT/zoo.json                        format, spec, dataset, seed, save epochs, the ZooConfig
+    OUT/zoo.json                        format, spec, dataset, seed, save epochs, threads, config
     OUT/chunks/chunk-00000.safetensors  "epoch{e}.W1" … "epoch{e}.b4", each (n_chunk, *shape)
     OUT/chunks/chunk-00000.json         one row per network: hyperparameters, metrics, diverged
 
@@ -12,46 +12,48 @@ learning rate, L2, dropout, initialisation, train fraction and activation drawn 
 Here the convolutions pad by 1 (the released zoo used Keras' ``'valid'`` padding), so that 8x8
 images survive three stride-2 layers.
 
-:func:`generate_zoo` trains ``chunk_size`` networks at once (:class:`BatchedTrainer`: one grouped
-convolution per layer, optimizers vectorised over networks), writes each finished chunk
-atomically, resumes after an interruption and splits chunks across ``torchrun`` processes.
-:func:`load_zoo` reads a finished zoo back as a :class:`~weightspace.data.container.Zoo`.
-Nothing is pickled: tensors are safetensors, everything else JSON.
+:func:`generate_zoo` trains ``chunk_size`` networks at once (:func:`zoo_trainer`, a
+:class:`~weightspace.train.batched.BatchedTrainer`: one grouped convolution per layer,
+optimizers vectorised over networks), writes each finished chunk atomically, resumes after an
+interruption and splits chunks across ``torchrun`` processes. :func:`load_zoo` reads a finished
+zoo back as a :class:`~weightspace.data.container.Zoo`. Nothing is pickled: tensors are
+safetensors, everything else JSON.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
-from weightspace.data._store import (
-    CHUNKS_DIR,
-    atomic_write_json,
-    atomic_write_safetensors,
-    chunk_stem,
-    env_int,
-    finite_or_none,
+from weightspace.data.container import Zoo, fixed_split
+from weightspace.data.images import DATASETS, ImageData, load_images
+from weightspace.io.store import (
+    ChunkLayout,
+    ChunkStore,
+    StoreKind,
+    header_int,
+    header_ints,
+    header_spec,
+    store_threads,
+)
+from weightspace.space.features import WeightSpaceFeatures
+from weightspace.space.spec import NetworkSpec
+from weightspace.train.batched import (
+    BatchedTrainer,
+    gather_batches,
     progress_bar,
-    read_json,
-    require_chunks,
     retain_freed_memory,
     torch_threads,
 )
-from weightspace.data.container import Zoo, fixed_split
-from weightspace.data.images import DATASETS, ImageData, load_images
-from weightspace.functional.forward import forward
-from weightspace.space.features import WeightSpaceFeatures
-from weightspace.space.spec import NetworkSpec
+from weightspace.train.distributed import rank_and_world
 
 __all__ = [
     "ACTIVATIONS",
@@ -59,8 +61,9 @@ __all__ = [
     "INITS",
     "OPTIMIZERS",
     "TRAIN_FRACTIONS",
+    "ZOO_FILE",
     "ZOO_SPEC",
-    "BatchedTrainer",
+    "ZOO_STORE",
     "Hyperparameters",
     "ZooConfig",
     "gather_batches",
@@ -70,12 +73,25 @@ __all__ = [
     "network_seed",
     "sample_hyperparameters",
     "zoo_module",
+    "zoo_trainer",
 ]
 
 ZOO_FORMAT = "weightspace-zoo"
 ZOO_VERSION = 1
 ZOO_FILE = "zoo.json"
+#: The store :func:`generate_zoo` writes and :func:`load_zoo` reads.
+ZOO_STORE = StoreKind(
+    format=ZOO_FORMAT,
+    version=ZOO_VERSION,
+    header=ZOO_FILE,
+    count_field="networks",
+    item="network",
+    noun="zoo",
+    writer="generate_zoo",
+)
 
+#: Sampled in this order (part of the result); each is a rule of
+#: :class:`~weightspace.train.optim.PerNetworkOptimizer`.
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "rmsprop")
 INITS: tuple[str, ...] = ("he_normal", "orthogonal", "glorot_normal", "normal", "truncated_normal")
 #: Init families whose scale is the sampled ``init_std``; the others derive it from fan-in/out.
@@ -101,12 +117,10 @@ RMSPROP_EPS = 1e-7
 # Std of a standard normal truncated to [-2, 2]: Keras divides by it so truncated variance
 # scaling keeps the intended variance.
 _TRUNCATED_STD = 0.87962566103423978
-#: Networks whose forward and backward run together within one training step (see
-#: :meth:`BatchedTrainer.step`); bounds the step's largest tensors. Part of the result: the
-#: dropout masks are drawn group by group.
+#: Networks whose forward and backward run together within one training step
+#: (:meth:`~weightspace.train.batched.BatchedTrainer.step`). Part of the result: the dropout masks
+#: are drawn group by group.
 STEP_GROUP = 32
-# Bound on the activations of one evaluation batch (floats), to keep memory near 64 MB.
-_EVAL_FLOATS = 2**24
 
 
 # ----------------------------------------------------------------- architecture
@@ -365,27 +379,23 @@ def _init_weight(
 
 
 # ------------------------------------------------------------- batched training
-class BatchedTrainer:
-    """Train B zoo networks at once, each with its own recipe, batches and optimizer state.
+def zoo_trainer(
+    tensors: Sequence[Tensor],
+    hyperparameters: Sequence[Hyperparameters],
+    *,
+    generator: torch.Generator | None = None,
+) -> BatchedTrainer:
+    """A :class:`~weightspace.train.batched.BatchedTrainer` for zoo networks.
 
-    The forward pass is :func:`weightspace.functional.forward` (one grouped convolution per
-    layer and activation), with per-network activation and dropout, run over groups of
-    :data:`STEP_GROUP` networks. The update is vectorised: all weights live in one ``(B, P)``
-    tensor, networks sorted by optimizer, and each rule (SGD, Adam or RMSprop, with per-network
-    learning rate and L2) updates its block of rows at once.
-
-    Optimizers, with PyTorch's update rules and Keras' default constants:
+    :data:`ZOO_SPEC` with stride 2 and padding 1, steps in groups of :data:`STEP_GROUP`
+    networks, and the optimizers of the Small CNN Zoo (trained with Keras), with PyTorch's update
+    rules and Keras' default constants:
 
     - ``sgd``: plain SGD, ``p -= lr * g`` (no momentum; Keras' default).
     - ``adam``: ``torch.optim.Adam`` with betas (0.9, 0.999), eps 1e-7.
     - ``rmsprop``: ``torch.optim.RMSprop`` with alpha 0.9, eps 1e-7, no momentum.
 
-    L2 is Keras' ``kernel_regularizer=l2(λ)``: ``λ * Σ W²`` added to the loss for the weights
-    (not the biases), so ``g += 2 λ W`` before the optimizer (in torch.optim terms: weight decay
-    ``2 λ`` on the weights' parameter group). Dropout is inverted dropout after each of the three
-    hidden activations (before pooling), entrywise, its keep probability rounded to a multiple of
-    2^-8. Internally networks are sorted by activation and optimizer; inputs and outputs keep the
-    caller's order.
+    Dropout follows each of the three hidden activations (before pooling).
 
     Parameters
     ----------
@@ -398,214 +408,24 @@ class BatchedTrainer:
 
     Shapes
     ------
-    - :meth:`step`: ``x`` ``(B, N, 1, H, W)`` (one batch per network), ``y`` ``(B, N)``;
-      returns the ``(B,)`` training losses before the update.
-    - :meth:`evaluate`: ``x`` ``(N, 1, H, W)`` shared by all networks, ``y`` ``(N,)``; returns
-      per-example losses and correctness, ``(B, N)`` each.
+    As :class:`~weightspace.train.batched.BatchedTrainer`: ``step(x, y)`` with ``x``
+    ``(B, N, 1, H, W)`` and ``y`` ``(B, N)``; ``evaluate(x, y)`` with shared ``(N, 1, H, W)``.
     """
-
-    def __init__(
-        self,
-        tensors: Sequence[Tensor],
-        hyperparameters: Sequence[Hyperparameters],
-        *,
-        generator: torch.Generator | None = None,
-    ) -> None:
-        B = len(hyperparameters)
-        if len(tensors) != len(ZOO_SPEC.tensors):
-            raise ValueError(
-                f"BatchedTrainer: expected {len(ZOO_SPEC.tensors)} tensors (W1..W4, b1..b4), got "
-                f"{len(tensors)}"
-            )
-        for t, spec in zip(tensors, ZOO_SPEC.tensors):
-            if tuple(t.shape) != (B, *spec.shape):
-                raise ValueError(
-                    f"BatchedTrainer: {spec.name} has shape {tuple(t.shape)}, expected "
-                    f"({B}, {', '.join(map(str, spec.shape))}) for {B} networks"
-                )
-        for n, hp in enumerate(hyperparameters):
-            if hp.optimizer not in OPTIMIZERS:
-                raise ValueError(
-                    f"BatchedTrainer: hyperparameters[{n}].optimizer is {hp.optimizer!r}, "
-                    f"expected one of {OPTIMIZERS}"
-                )
-        self.batch_size = B
-        self.hyperparameters = list(hyperparameters)
-        # Internally networks are sorted by activation (each activation then runs on one block of
-        # networks) and then by optimizer (each rule updates contiguous rows); inputs and outputs
-        # are reordered at the boundary.
-        order = sorted(
-            range(B), key=lambda b: (hyperparameters[b].activation, hyperparameters[b].optimizer)
-        )
-        self._identity = order == list(range(B))
-        self._order = torch.tensor(order, device=tensors[0].device)
-        self._inverse = torch.argsort(self._order)
-        hyperparameters = [hyperparameters[b] for b in order]
-        # All of a network's weights in one row of a (B, P) tensor, so that the update is a few
-        # operations on one tensor; the per-layer tensors are views of it, (B, 1, *shape) each
-        # (the 1-channel layout of WeightSpaceFeatures). Weights come first, then biases.
-        rows = [t.detach().index_select(0, self._order).reshape(B, -1) for t in tensors]
-        self._flat = torch.cat(rows, dim=1)
-        self._sizes = [r.shape[1] for r in rows]
-        self._num_weights = sum(self._sizes[: ZOO_SPEC.num_layers])
-        self.params = self._views(self._flat)
-        ref = self._flat
-        self.activations = [hp.activation for hp in hyperparameters]
-        self.generator = generator
-
-        def per_network(values: list[float]) -> Tensor:
-            return torch.tensor(values, dtype=ref.dtype, device=ref.device)
-
-        self.lr = per_network([hp.learning_rate for hp in hyperparameters])
-        self.l2 = per_network([hp.l2 for hp in hyperparameters])
-        self.dropout = per_network([hp.dropout for hp in hyperparameters])
-        # Runs of consecutive networks sharing an optimizer: (optimizer, rows).
-        self._runs: list[tuple[str, slice]] = []
-        for b, hp in enumerate(hyperparameters):
-            if self._runs and self._runs[-1][0] == hp.optimizer:
-                self._runs[-1] = (hp.optimizer, slice(self._runs[-1][1].start, b + 1))
-            else:
-                self._runs.append((hp.optimizer, slice(b, b + 1)))
-        kinds = {hp.optimizer for hp in hyperparameters}
-        self._m = torch.zeros_like(ref) if "adam" in kinds else None
-        self._v = torch.zeros_like(ref) if "adam" in kinds else None
-        self._s = torch.zeros_like(ref) if "rmsprop" in kinds else None
-        self.steps = 0
-
-    def _views(self, flat: Tensor) -> list[Tensor]:
-        """``[W1, …, b4]`` as ``(n, 1, *shape)`` views of the rows of a flat ``(n, P)`` tensor."""
-        parts = torch.split(flat, self._sizes, dim=1)
-        return [p.view(flat.shape[0], 1, *t.shape) for p, t in zip(parts, ZOO_SPEC.tensors)]
-
-    @property
-    def tensors(self) -> list[Tensor]:
-        """Current weights, ``[W1, …, b4]`` each ``(B, *shape)`` (detached copies)."""
-        return [self._outside(p.detach()[:, 0]).clone() for p in self.params]
-
-    def _inside(self, t: Tensor) -> Tensor:
-        """Caller's network order → internal order (axis 0)."""
-        return t if self._identity else t.index_select(0, self._order)
-
-    def _outside(self, t: Tensor) -> Tensor:
-        """Internal network order → caller's order (axis 0)."""
-        return t if self._identity else t.index_select(0, self._inverse)
-
-    def features(self) -> WeightSpaceFeatures:
-        return WeightSpaceFeatures(self.params[:4], self.params[4:], ZOO_SPEC)
-
-    def logits(self, x: Tensor, *, training: bool = False) -> Tensor:
-        """``(B, N, 10)`` logits; ``x`` is ``(N, 1, H, W)`` (shared) or ``(B, N, 1, H, W)``."""
-        if x.ndim == 5:
-            x = self._inside(x)
-        return self._outside(self._logits(x, training=training))
-
-    def _logits(self, x: Tensor, *, training: bool) -> Tensor:
-        return self._forward(self.features(), x, slice(None), training=training)
-
-    def _forward(
-        self, features: WeightSpaceFeatures, x: Tensor, group: slice, *, training: bool
-    ) -> Tensor:
-        """Logits of the networks ``group`` (internal order) held in ``features``."""
-        return forward(
-            features,
-            x,
-            self.activations[group],
-            stride=STRIDE,
-            padding=PADDING,
-            dropout=self.dropout[group],
-            training=training,
-            generator=self.generator,
-        )
-
-    def step(self, x: Tensor, y: Tensor) -> Tensor:
-        """One optimizer step of every network on its own batch; returns the ``(B,)`` losses.
-
-        Forward and backward run over groups of :data:`STEP_GROUP` networks in turn (networks
-        are independent, so each group's gradient is its networks' own), which bounds the size
-        of the step's tensors whatever the chunk size (12.8 MB activations for 28x28 images,
-        under glibc's 32 MiB mmap threshold); on 64 networks it measured as fast as one pass.
-        The update then runs on all networks at once.
-        """
-        x, y = self._inside(x), self._inside(y)
-        losses, grads = [], []
-        for start in range(0, self.batch_size, STEP_GROUP):
-            group = slice(start, start + STEP_GROUP)
-            rows = self._flat[group].detach().requires_grad_(True)
-            params = self._views(rows)
-            features = WeightSpaceFeatures(params[:4], params[4:], ZOO_SPEC)
-            logits = self._forward(features, x[group], group, training=True)
-            B, N = logits.shape[:2]
-            loss = F.cross_entropy(
-                logits.reshape(B * N, -1), y[group].reshape(B * N), reduction="none"
-            )
-            loss = loss.view(B, N).mean(dim=1)
-            (grad,) = torch.autograd.grad(loss.sum(), rows)
-            grads.append(grad)
-            losses.append(loss.detach())
-        self._update(torch.cat(grads) if len(grads) > 1 else grads[0])
-        return self._outside(torch.cat(losses))
-
-    @torch.no_grad()
-    def _update(self, g: Tensor) -> None:
-        """One step of every network's optimizer; ``g`` is the ``(B, P)`` gradient (consumed)."""
-        self.steps += 1
-        t = self.steps
-        b1, b2 = ADAM_BETAS
-        p = self._flat
-        w = slice(0, self._num_weights)  # weights carry the L2 penalty, biases do not
-        g[:, w].addcmul_(2 * self.l2[:, None], p[:, w])
-        for kind, rows in self._runs:
-            gk, lr = g[rows], self.lr[rows, None]
-            if kind == "sgd":
-                direction = gk
-            elif kind == "adam":
-                assert self._m is not None and self._v is not None
-                m, v = self._m[rows], self._v[rows]
-                m.mul_(b1).add_(gk, alpha=1 - b1)
-                v.mul_(b2).addcmul_(gk, gk, value=1 - b2)
-                # torch.optim.Adam: (m / (1 - b1^t)) / (sqrt(v) / sqrt(1 - b2^t) + eps)
-                direction = (m / (1 - b1**t)) / (v.sqrt() / math.sqrt(1 - b2**t) + ADAM_EPS)
-            else:
-                assert self._s is not None
-                s = self._s[rows]
-                s.mul_(RMSPROP_ALPHA).addcmul_(gk, gk, value=1 - RMSPROP_ALPHA)
-                direction = gk / (s.sqrt() + RMSPROP_EPS)
-            p[rows].sub_(lr * direction)
-
-    @torch.no_grad()
-    def evaluate(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        """Per-example cross-entropy and correctness of every network on shared inputs.
-
-        Returns
-        -------
-        (loss, correct):
-            ``(B, N)`` float losses and ``(B, N)`` bools. Runs in batches bounded in memory.
-        """
-        N = x.shape[0]
-        spatial = math.prod(-(-s // STRIDE) for s in x.shape[2:])  # first conv's output size
-        per_image = self.batch_size * ZOO_SPEC.widths[1] * max(spatial, 1)
-        step = max(1, _EVAL_FLOATS // per_image)
-        losses, correct = [], []
-        for start in range(0, N, step):
-            xb, yb = x[start : start + step], y[start : start + step]
-            logits = self._logits(xb, training=False)  # (B, n, 10), internal order
-            B, n = logits.shape[:2]
-            target = yb.expand(B, n)
-            loss = F.cross_entropy(
-                logits.reshape(B * n, -1), target.reshape(B * n), reduction="none"
-            )
-            losses.append(loss.view(B, n))
-            correct.append(logits.argmax(dim=2) == target)
-        return self._outside(torch.cat(losses, dim=1)), self._outside(torch.cat(correct, dim=1))
-
-
-def gather_batches(x: Tensor, index: Tensor) -> Tensor:
-    """``x[index]`` for a ``(B, N)`` index: ``(B, N, *x.shape[1:])``, by whole-row copies.
-
-    ``index_select`` copies rows; advanced indexing gathers element by element, several times
-    slower on image batches.
-    """
-    return x.index_select(0, index.reshape(-1)).view(*index.shape, *x.shape[1:])
+    return BatchedTrainer(
+        tensors,
+        hyperparameters,
+        spec=ZOO_SPEC,
+        stride=STRIDE,
+        padding=PADDING,
+        generator=generator,
+        step_group=STEP_GROUP,
+        optimizer_options={
+            "adam_betas": ADAM_BETAS,
+            "adam_eps": ADAM_EPS,
+            "rmsprop_alpha": RMSPROP_ALPHA,
+            "rmsprop_eps": RMSPROP_EPS,
+        },
+    )
 
 
 class _BatchStream:
@@ -653,7 +473,7 @@ def _train_chunk(
     nets = [_make_network(config.seed, i, n_train) for i in config.chunk_range(k)]
     B = len(nets)
     stacked = [torch.stack([net.init[j] for net in nets]) for j in range(len(ZOO_SPEC.tensors))]
-    trainer = BatchedTrainer(
+    trainer = zoo_trainer(
         stacked,
         [net.hp for net in nets],
         generator=torch.Generator().manual_seed(_chunk_seed(config.seed, k)),
@@ -687,9 +507,9 @@ def _train_chunk(
                 {
                     "epoch": epoch,
                     "train_accuracy": None if bad else float(tr_acc[b]),
-                    "train_loss": None if bad else finite_or_none(float(tr_loss[b])),
+                    "train_loss": None if bad else _finite_or_none(float(tr_loss[b])),
                     "test_accuracy": None if bad else float(te_ok[b].float().mean()),
-                    "test_loss": None if bad else finite_or_none(float(te_loss[b].mean())),
+                    "test_loss": None if bad else _finite_or_none(float(te_loss[b].mean())),
                     "diverged": bad,
                 }
             )
@@ -734,16 +554,17 @@ def _train_chunk(
     return tensors, rows
 
 
-def _zoo_header(config: ZooConfig) -> dict[str, Any]:
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _zoo_header(config: ZooConfig, threads: int) -> dict[str, Any]:
     from weightspace import __version__
 
     return {
         "format": ZOO_FORMAT,
         "version": ZOO_VERSION,
-        "spec": {
-            "widths": list(ZOO_SPEC.widths),
-            "kernel_shapes": [list(k) for k in ZOO_SPEC.kernel_shapes],
-        },
+        "spec": ZOO_SPEC.to_dict(),
         "dataset": config.dataset,
         "seed": config.seed,
         "networks": config.networks,
@@ -751,48 +572,15 @@ def _zoo_header(config: ZooConfig) -> dict[str, Any]:
         "save_epochs": list(config.saved_epochs),
         "chunk_size": config.chunk_size,
         "num_chunks": config.num_chunks,
+        "threads": threads,
         "weightspace_version": __version__,
         "config": config.to_json(),
     }
 
 
-def _check_same_config(path: Path, stored: dict[str, Any], config: ZooConfig) -> None:
-    if stored.get("format") != ZOO_FORMAT:
-        raise ValueError(
-            f"{str(path)!r} is not a weightspace zoo (format {stored.get('format')!r}, expected "
-            f"{ZOO_FORMAT!r}); choose another output folder"
-        )
-    old = stored.get("config")
-    if not isinstance(old, dict):
-        raise ValueError(f"{str(path)!r} holds no 'config' object; expected the ZooConfig")
-    new = config.to_json()
-    names = [f.name for f in fields(ZooConfig) if f.name != "out"]
-    diff = [
-        f"{n}: stored {old.get(n)!r}, requested {new[n]!r}" for n in names if old.get(n) != new[n]
-    ]
-    if diff:
-        raise ValueError(
-            f"{str(path)!r} was generated with another config ({'; '.join(diff)}); use another "
-            "output folder or the stored config to resume"
-        )
-
-
-def _chunk_is_complete(folder: Path, config: ZooConfig, k: int) -> bool:
-    """Whether chunk ``k`` was fully written for this config (both files, readable, matching)."""
-    stem = folder / chunk_stem(k)
-    try:
-        _read_chunk(stem, k, config.chunk_range(k), config.saved_epochs, config.seed)
-    except ValueError:
-        return False
-    return True
-
-
-def _clean_temp_files(folder: Path, owned: set[int]) -> None:
-    """Remove temp files of chunks this process owns (another rank may be writing the rest)."""
-    for tmp in folder.glob(".chunk-*.tmp"):
-        match = re.match(r"^\.chunk-(\d+)\.", tmp.name)
-        if match and int(match.group(1)) in owned:
-            tmp.unlink(missing_ok=True)
+def _tensors(epochs: Sequence[int]) -> dict[str, tuple[int, ...]]:
+    """The tensors a chunk stores for ``epochs``: ``"epoch{e}.{name}"`` → one network's shape."""
+    return {f"epoch{e}.{t.name}": t.shape for e in epochs for t in ZOO_SPEC.tensors}
 
 
 def generate_zoo(config: ZooConfig, *, progress: bool = True, threads: int | None = None) -> Path:
@@ -800,8 +588,13 @@ def generate_zoo(config: ZooConfig, *, progress: bool = True, threads: int | Non
 
     Chunks already complete are skipped, so after an interruption the same call continues where
     it stopped (temp files left by a killed run are removed). Under ``torchrun`` (``RANK`` and
-    ``WORLD_SIZE`` set) rank r trains the chunks k with ``k % WORLD_SIZE == r`` on one thread
-    each and rank 0 writes ``zoo.json``; the merged folder equals a one-process run.
+    ``WORLD_SIZE`` set) rank r trains the chunks k with ``k % WORLD_SIZE == r`` and rank 0 writes
+    ``zoo.json``.
+
+    A chunk's bytes depend on the torch threads of the process that trained it, not on the rank
+    or the number of processes (see :mod:`weightspace.io.store`). ``zoo.json`` records the
+    count, and a resume with another count is refused; for the same count, a zoo made by any
+    number of processes equals a one-process run.
 
     Parameters
     ----------
@@ -811,9 +604,8 @@ def generate_zoo(config: ZooConfig, *, progress: bool = True, threads: int | Non
         Show tqdm progress bars (chunks, and steps within a chunk).
     threads:
         Torch threads while generating; by default 1 under ``torchrun`` and unchanged otherwise.
-        Results are reproducible for a fixed thread count; across counts they agree to ~1e-6.
 
-    Training calls :func:`~weightspace.data._store.retain_freed_memory` first: the process keeps
+    Training calls :func:`~weightspace.train.batched.retain_freed_memory` first: the process keeps
     freed memory for reuse instead of faulting large tensors' pages in again
     (``WEIGHTSPACE_RETAIN_MEMORY=0`` opts out).
 
@@ -825,8 +617,11 @@ def generate_zoo(config: ZooConfig, *, progress: bool = True, threads: int | Non
     Raises
     ------
     ValueError
-        For an unknown dataset, a folder that holds a zoo of another config (naming the fields
-        that differ) or a non-zoo ``zoo.json``, or bad ``RANK``/``WORLD_SIZE``.
+        For an unknown dataset; a folder that holds a zoo of another config (naming the fields
+        that differ) or another thread count, a store of another kind, or is not empty and holds
+        no zoo; an ``out`` that is a file; or bad ``RANK``/``WORLD_SIZE``.
+    OSError
+        When the folder cannot be written (naming the path).
     """
     if not isinstance(config, ZooConfig):
         raise ValueError(f"generate_zoo: config must be a ZooConfig, got {type(config).__name__}")
@@ -834,129 +629,36 @@ def generate_zoo(config: ZooConfig, *, progress: bool = True, threads: int | Non
         raise ValueError(
             f"generate_zoo: unknown dataset {config.dataset!r}; expected one of {DATASETS}"
         )
-    rank, world = env_int("RANK", 0), env_int("WORLD_SIZE", 1)
-    if world < 1 or not 0 <= rank < world:
-        raise ValueError(
-            f"generate_zoo: RANK={rank} must lie in 0..WORLD_SIZE-1 (WORLD_SIZE={world})"
-        )
-    if threads is None and world > 1:
-        threads = 1
-    out = Path(config.out)
-    header_path = out / ZOO_FILE
-    if header_path.exists():
-        _check_same_config(header_path, read_json(header_path), config)
-    chunks = out / CHUNKS_DIR
-    chunks.mkdir(parents=True, exist_ok=True)
-    if rank == 0:
-        for tmp in out.glob(f".{ZOO_FILE}.*.tmp"):
-            tmp.unlink(missing_ok=True)
-        if not header_path.exists():
-            atomic_write_json(header_path, _zoo_header(config))
-    owned = [k for k in range(config.num_chunks) if k % world == rank]
-    _clean_temp_files(chunks, set(owned))
-    todo = [k for k in owned if not _chunk_is_complete(chunks, config, k)]
-    if not todo:
-        return out
+    rank, world = rank_and_world()
+    threads = store_threads(threads, world)
+    store = ChunkStore(config.out, ZOO_STORE)
+    store.check_resume(config.to_json(), threads)
+    owned = store.begin(_zoo_header(config, threads), config.num_chunks, rank, world)
+    tensors = _tensors(config.saved_epochs)
 
+    def layout(k: int) -> ChunkLayout:
+        indices = config.chunk_range(k)
+        return ChunkLayout(k, indices, tensors, [network_seed(config.seed, i) for i in indices])
+
+    todo = store.missing(owned, layout)
+    if not todo:
+        return Path(config.out)
     data = load_images(config.dataset, limit_train=config.limit_train, limit_test=config.limit_test)
     retain_freed_memory()
     with torch_threads(threads):
-        bar = progress_bar(
+        store.fill(
+            todo,
+            lambda k, position: _train_chunk(config, k, data, progress=progress, position=position),
             total=len(owned),
-            initial=len(owned) - len(todo),
-            desc=f"zoo {config.dataset}" + (f" rank {rank}" if world > 1 else ""),
-            unit="chunk",
-            disable=not progress,
-            position=2 * rank if world > 1 else 0,
+            desc=f"zoo {config.dataset}",
+            progress=progress,
+            rank=rank,
+            world=world,
         )
-        with bar:
-            for k in todo:
-                tensors, rows = _train_chunk(
-                    config, k, data, progress=progress, position=(2 * rank + 1 if world > 1 else 1)
-                )
-                stem = chunks / chunk_stem(k)
-                # Tensors first, rows last: the JSON marks the chunk complete.
-                atomic_write_safetensors(
-                    stem.with_suffix(".safetensors"),
-                    tensors,
-                    {"format": ZOO_FORMAT, "chunk": str(k)},
-                )
-                atomic_write_json(
-                    stem.with_suffix(".json"),
-                    {"format": ZOO_FORMAT, "version": ZOO_VERSION, "chunk": k, "rows": rows},
-                )
-                bar.update(1)
-    return out
+    return Path(config.out)
 
 
 # -------------------------------------------------------------------- loading
-
-
-def _read_chunk(
-    stem: Path, k: int, indices: range, epochs: Sequence[int], seed: int | None = None
-) -> tuple[dict[str, Tensor], list[dict[str, Any]]]:
-    """Read and check both files of chunk ``k``: tensors of ``epochs`` and the rows.
-
-    Raises ``ValueError`` naming the file for anything missing, unreadable or inconsistent.
-    """
-    from safetensors import SafetensorError, safe_open
-
-    st_path, js_path = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
-    for p in (st_path, js_path):
-        if not p.exists():
-            raise ValueError(f"{str(p)!r} is missing")
-    doc = read_json(js_path)
-    rows = doc.get("rows") if isinstance(doc, dict) else None
-    if not isinstance(rows, list) or doc.get("chunk") != k:
-        raise ValueError(
-            f"{str(js_path)!r}: expected an object with 'chunk': {k} and a 'rows' list"
-        )
-    n = None
-    tensors: dict[str, Tensor] = {}
-    try:
-        # safe_open checks the header and that the file covers every tensor, reading only the
-        # tensors of ``epochs``.
-        with safe_open(st_path, framework="pt") as f:
-            keys = set(f.keys())
-            for epoch in epochs:
-                for spec in ZOO_SPEC.tensors:
-                    key = f"epoch{epoch}.{spec.name}"
-                    if key not in keys:
-                        raise ValueError(
-                            f"{str(st_path)!r} has no tensor {key!r}; expected epochs "
-                            f"{list(epochs)}"
-                        )
-                    t = f.get_tensor(key)
-                    n = t.shape[0] if n is None and t.ndim else n
-                    if t.dtype != torch.float32 or tuple(t.shape) != (n, *spec.shape):
-                        raise ValueError(
-                            f"{str(st_path)!r}: tensor {key!r} is {t.dtype} {tuple(t.shape)}, "
-                            f"expected float32 ({n}, {', '.join(map(str, spec.shape))}) for "
-                            f"{ZOO_SPEC}; networks of another architecture cannot share a zoo"
-                        )
-                    tensors[key] = t
-    except (SafetensorError, OSError, RuntimeError) as err:
-        raise ValueError(
-            f"{str(st_path)!r} is truncated or corrupt ({err}); delete it and re-run "
-            "generate_zoo with the same config to regenerate it"
-        ) from None
-    if n != len(rows):
-        raise ValueError(
-            f"{str(js_path)!r} has {len(rows)} metadata rows but {str(st_path)!r} holds {n} "
-            "networks; expected one row per network"
-        )
-    if len(rows) != len(indices) or [r.get("index") for r in rows] != list(indices):
-        raise ValueError(
-            f"{str(js_path)!r}: rows have indices {[r.get('index') for r in rows][:8]}…, expected "
-            f"networks {indices.start}..{indices.stop - 1} of chunk {k}"
-        )
-    if seed is not None and [r.get("seed") for r in rows] != [
-        network_seed(seed, i) for i in indices
-    ]:
-        raise ValueError(f"{str(js_path)!r}: network seeds do not belong to zoo seed {seed}")
-    return tensors, rows
-
-
 def load_zoo(path: str | os.PathLike[str], *, epoch: int | None = None, split_seed: int = 0) -> Zoo:
     """Read a zoo that :func:`generate_zoo` wrote.
 
@@ -981,67 +683,57 @@ def load_zoo(path: str | os.PathLike[str], *, epoch: int | None = None, split_se
     Raises
     ------
     ValueError
-        Naming the file: a missing or malformed ``zoo.json``, missing chunk files (the zoo is
-        unfinished: re-run :func:`generate_zoo` to resume), a truncated or corrupt safetensors
-        file, metadata rows that do not match the stored networks, tensors of another
-        architecture, or an ``epoch`` that was not saved.
+        Naming the file: a missing or malformed ``zoo.json`` (naming the field), missing chunk
+        files (the zoo is unfinished: re-run :func:`generate_zoo` to resume) or chunks beyond its
+        ``networks``, a truncated or corrupt safetensors file, metadata rows that do not match
+        the stored networks, metrics that are not numbers or accuracies outside [0, 1] (naming
+        the network), tensors of another architecture, or an ``epoch`` that was not saved.
     """
-    root = Path(path)
-    header_path = root / ZOO_FILE
-    if not header_path.exists():
-        raise ValueError(
-            f"{str(header_path)!r} is missing; expected a zoo folder written by generate_zoo"
-        )
-    header = read_json(header_path)
-    if not isinstance(header, dict) or header.get("format") != ZOO_FORMAT:
-        raise ValueError(f"{str(header_path)!r}: expected format {ZOO_FORMAT!r}")
-    if header.get("version") != ZOO_VERSION:
-        raise ValueError(
-            f"{str(header_path)!r}: format version {header.get('version')!r}, expected {ZOO_VERSION}"
-        )
-    try:
-        spec = NetworkSpec(
-            tuple(header["spec"]["widths"]),
-            tuple(tuple(k) for k in header["spec"]["kernel_shapes"]),
-        )
-        networks, chunk_size = int(header["networks"]), int(header["chunk_size"])
-        save_epochs = [int(e) for e in header["save_epochs"]]
-    except (KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{str(header_path)!r} is malformed: {err}") from None
+    store = ChunkStore(path, ZOO_STORE)
+    header = store.read_header()
+    header_path = store.header_path
+    spec = header_spec(header, header_path)
     if spec != ZOO_SPEC:
         raise ValueError(f"{str(header_path)!r}: spec {spec}, expected {ZOO_SPEC}")
+    networks = header_int(header, "networks", header_path)
+    chunk_size = header_int(header, "chunk_size", header_path)
+    save_epochs = header_ints(header, "save_epochs", header_path)
     if epoch is None:
         epoch = save_epochs[-1]
     if epoch not in save_epochs:
         raise ValueError(
             f"{str(header_path)!r}: epoch {epoch!r} was not saved; saved epochs are {save_epochs}"
         )
-    num_chunks = math.ceil(networks / chunk_size)
-    chunks = require_chunks(
-        root, num_chunks, "zoo", "re-run generate_zoo with the same config to resume generation"
-    )
+    num_chunks = store.require_chunks(networks, chunk_size)
     parts: list[list[Tensor]] = [[] for _ in ZOO_SPEC.tensors]
-    rows: list[dict[str, Any]] = []
+    metadata: list[dict[str, Any]] = []
     for k in range(num_chunks):
         indices = range(k * chunk_size, min((k + 1) * chunk_size, networks))
-        tensors, chunk_rows = _read_chunk(chunks / chunk_stem(k), k, indices, [epoch])
+        tensors, chunk_rows = store.read_chunk(ChunkLayout(k, indices, _tensors([epoch])))
         for j, spec_t in enumerate(ZOO_SPEC.tensors):
             parts[j].append(tensors[f"epoch{epoch}.{spec_t.name}"])
-        rows.extend(chunk_rows)
+        js_path = store.paths(k)[1]
+        metadata.extend(_flat_row(r, epoch, js_path) for r in chunk_rows)
     stacked = [torch.cat(p).unsqueeze(1) for p in parts]
     features = WeightSpaceFeatures.from_tensors(stacked, ZOO_SPEC)
-    metadata = [_flat_row(r, epoch, chunks) for r in rows]
     # A network counts as diverged if its row says so or its stored weights are not finite.
     finite = torch.isfinite(features.flatten()).all(dim=1)
     for m, ok in zip(metadata, finite.tolist()):
         m["diverged"] = bool(m["diverged"]) or not ok
+    for k in range(num_chunks):
+        for m in metadata[k * chunk_size : (k + 1) * chunk_size]:
+            if not m["diverged"] and not math.isfinite(m["test_accuracy"]):
+                raise ValueError(
+                    f"{str(store.paths(k)[1])!r}: network {m['index']} has no 'test_accuracy' at "
+                    f"epoch {epoch} but is not diverged; expected a number in [0, 1]"
+                )
     accuracy = torch.tensor(
         [math.nan if m["diverged"] else m["test_accuracy"] for m in metadata], dtype=torch.float32
     )
     num_diverged = sum(1 for m in metadata if m["diverged"])
     info = {
         "source": ZOO_FORMAT,
-        "root": str(root),
+        "root": str(store.root),
         "dataset": header.get("dataset"),
         "seed": header.get("seed"),
         "epoch": epoch,
@@ -1050,25 +742,50 @@ def load_zoo(path: str | os.PathLike[str], *, epoch: int | None = None, split_se
         "split_rule": "fixed_split 70/15/15 over all networks",
         "num_networks": networks,
         "num_diverged": num_diverged,
+        "threads": header.get("threads"),
         "weightspace_version": header.get("weightspace_version"),
         "config": header.get("config"),
     }
     return Zoo(ZOO_SPEC, features, accuracy, metadata, fixed_split(networks, split_seed), info)
 
 
-def _flat_row(row: dict[str, Any], epoch: int, folder: Path) -> dict[str, Any]:
-    """One network's JSON row flattened to strings and numbers at ``epoch``."""
-    at = [m for m in row.get("metrics", []) if isinstance(m, dict) and m.get("epoch") == epoch]
-    if len(at) != 1:
+_ACCURACIES = ("train_accuracy", "test_accuracy")
+_LOSSES = ("train_loss", "test_loss")
+
+
+def _flat_row(row: dict[str, Any], epoch: int, path: Path) -> dict[str, Any]:
+    """One network's JSON row flattened to strings and numbers at ``epoch``, values checked."""
+    index = row.get("index")
+    metrics = row.get("metrics")
+    if not isinstance(metrics, list):
         raise ValueError(
-            f"chunk rows in {str(folder)!r}: network {row.get('index')} has no metrics for "
-            f"epoch {epoch}"
+            f"{str(path)!r}: network {index} has field 'metrics' {metrics!r:.40}, expected a list "
+            "of objects, one per saved epoch"
         )
+    at = [m for m in metrics if isinstance(m, dict) and m.get("epoch") == epoch]
+    if len(at) != 1:
+        raise ValueError(f"{str(path)!r}: network {index} has no metrics for epoch {epoch}")
     flat = {key: value for key, value in row.items() if key not in ("metrics", "diverged")}
     flat["epoch"] = epoch
-    for key in ("train_accuracy", "train_loss", "test_accuracy", "test_loss"):
+    for key in _ACCURACIES + _LOSSES:
         value = at[0].get(key)
-        flat[key] = math.nan if value is None else float(value)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ValueError(
+                f"{str(path)!r}: network {index} has {key!r} {value!r} at epoch {epoch}; expected "
+                "a number or null"
+            )
+        value = math.nan if value is None else float(value)
+        if key in _ACCURACIES and math.isfinite(value) and not 0 <= value <= 1:
+            raise ValueError(
+                f"{str(path)!r}: network {index} has {key!r} {value!r} at epoch {epoch}; expected "
+                "an accuracy in [0, 1]"
+            )
+        if key in _LOSSES and math.isfinite(value) and value < 0:
+            raise ValueError(
+                f"{str(path)!r}: network {index} has {key!r} {value!r} at epoch {epoch}; expected "
+                "a loss >= 0"
+            )
+        flat[key] = value
     flat["diverged"] = bool(at[0].get("diverged"))
     flat["diverged_at_end"] = bool(row.get("diverged"))
     # Strings and numbers only: a missing number (init_std of he_normal, …) becomes NaN.

@@ -3,19 +3,17 @@
 Every network of the batch runs at once: dense layers as one batched matrix product, conv layers
 as one grouped convolution (``groups=B``). The result is differentiable in the weights and in the
 inputs, so it serves to render implicit neural representations (SIRENs, with ``"sin"``) and to
-train the networks themselves.
+train the networks themselves (:mod:`weightspace.train.batched` adds dropout through the private
+hook of :func:`_forward`).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Protocol
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
 from weightspace.nn.activation import get_activation
@@ -36,9 +34,6 @@ def forward(
     final_activation: ActivationLike | None = None,
     stride: IntOrTuple = 1,
     padding: IntOrTuple = 0,
-    dropout: Tensor | None = None,
-    training: bool = False,
-    generator: torch.Generator | None = None,
 ) -> Tensor:
     """Evaluate the B networks held in ``features`` on the inputs ``x``.
 
@@ -59,16 +54,6 @@ def forward(
         Optional name or callable applied after the last layer.
     stride, padding:
         Of every conv layer (an int, or one entry per spatial axis); ignored by dense layers.
-    dropout:
-        Optional ``(B,)`` drop probabilities in [0, 1), one per network. Only when ``training``:
-        inverted dropout after every hidden activation (every layer but the last), entrywise,
-        scaling kept entries by ``1 / (1 - p)``; ``1 - p`` is rounded to a multiple of 2^-8
-        (masks come from 8 random bits per entry, so the rate is within 2^-9 of ``p``). A network
-        with p = 0 is left exactly unchanged.
-    training:
-        Apply ``dropout``; without it ``dropout`` is ignored (evaluation).
-    generator:
-        Source of the dropout masks (the global generator if ``None``).
 
     Returns
     -------
@@ -90,7 +75,7 @@ def forward(
     ValueError
         If ``features`` has more than one channel, its conv layers do not come first or differ in
         dimensionality, ``x`` has the wrong number of axes, of input features (``n_0``) or of
-        networks, or ``activation`` (as a list) or ``dropout`` do not hold one entry per network.
+        networks, or ``activation`` (as a list) does not hold one entry per network.
 
     Examples
     --------
@@ -99,6 +84,40 @@ def forward(
     >>> forward(WeightSpaceFeatures.from_modules(nets), torch.randn(5, 2)).shape
     torch.Size([3, 5, 1])
     """
+    return _forward(
+        features, x, activation, final_activation=final_activation, stride=stride, padding=padding
+    )
+
+
+class HiddenHook(Protocol):
+    """What :func:`_forward` applies after every hidden activation (a trainer's dropout).
+
+    ``apply(t, act, axis)`` returns ``act(t)`` transformed and a ``(B,)`` per-network scale owed
+    to the next layer's weights (``W (s a) = (s W) a``), or ``None``; ``axis`` of ``t`` runs over
+    networks (network-major). ``select(index)`` is the hook of a subset of the networks, and a
+    hook that is not ``active`` is skipped.
+    """
+
+    active: bool
+
+    def select(self, index: slice | Tensor) -> HiddenHook: ...
+
+    def apply(
+        self, t: Tensor, act: Callable[[Tensor], Tensor], axis: int
+    ) -> tuple[Tensor, Tensor | None]: ...
+
+
+def _forward(
+    features: WeightSpaceFeatures,
+    x: Tensor,
+    activation: ActivationLike | Sequence[ActivationLike] = "relu",
+    *,
+    final_activation: ActivationLike | None = None,
+    stride: IntOrTuple = 1,
+    padding: IntOrTuple = 0,
+    hidden: HiddenHook | None = None,
+) -> Tensor:
+    """:func:`forward`, with ``hidden`` applied after every hidden activation (for trainers)."""
     if features.channels != 1:
         raise ValueError(
             f"forward: features must have 1 channel (the weights of the networks), got "
@@ -107,15 +126,13 @@ def forward(
     B = features.batch_size
     groups = _activation_groups(activation, B)
     final = get_activation(final_activation) if final_activation is not None else None
-    drop = _Dropout(dropout, B, features) if dropout is not None else None
-    drop = drop if training else None
     num_conv, dim = _conv_prefix(features.spec)
     x, shared = _check_input(x, features.spec, B, dim)
     conv_args = (
         (_conv_arg(stride, dim, "stride"), _conv_arg(padding, dim, "padding")) if num_conv else None
     )
     if len(groups) == 1:
-        return _run(features, x, shared, groups[0][0], final, drop, generator, num_conv, conv_args)
+        return _run(features, x, shared, groups[0][0], final, hidden, num_conv, conv_args)
     # One sub-batch per activation: every function runs on whole, contiguous tensors.
     outs, order = [], []
     for fn, members in groups:
@@ -130,8 +147,7 @@ def forward(
                 shared,
                 fn,
                 final,
-                drop.select(index) if drop is not None else None,
-                generator,
+                hidden.select(index) if hidden is not None else None,
                 num_conv,
                 conv_args,
             )
@@ -149,20 +165,19 @@ def _run(
     shared: bool,
     act: Callable[[Tensor], Tensor],
     final: Callable[[Tensor], Tensor] | None,
-    drop: _Dropout | None,
-    generator: torch.Generator | None,
+    hidden: HiddenHook | None,
     num_conv: int,
     conv_args: tuple[tuple[int, ...], tuple[int, ...]] | None,
 ) -> Tensor:
-    """:func:`forward` for networks that share one activation (inputs already checked).
+    """:func:`_forward` for networks that share one activation (inputs already checked).
 
-    Dropout's ``1 / keep`` scaling is folded into the next layer's weights (``W (s a) = (s W) a``
-    per network), so the large activations only ever see a 0/1 mask.
+    A scale the hook returns (dropout's ``1 / keep``) is folded into the next layer's weights
+    (``W (s a) = (s W) a`` per network), so the large activations only ever see a 0/1 mask.
     """
     layers = list(features)
     L = len(layers)
-    drop = drop if drop is not None and drop.active else None
-    scale: Tensor | None = None  # dropout scaling owed to the next layer's weights
+    hidden = hidden if hidden is not None and hidden.active else None
+    scale: Tensor | None = None  # scaling owed to the next layer's weights
 
     def weight(i: int) -> Tensor:
         w = layers[i][0]
@@ -173,14 +188,10 @@ def _run(
         nonlocal scale
         if i == L - 1:
             return final(t) if final is not None else t
-        if drop is None:
+        if hidden is None:
             return act(t)
-        keep = drop.mask(t, axis, generator)
-        scale = drop.scale
-        kind = _MASKED_KINDS.get(act)
-        if kind is not None:
-            return _MaskedActivation.apply(t, keep, kind)
-        return act(t) * keep
+        out, scale = hidden.apply(t, act, axis)
+        return out
 
     if num_conv:
         assert conv_args is not None
@@ -188,7 +199,7 @@ def _run(
         dim = len(stride)
         # (N, B * n_i, *spatial): networks side by side along the channel axis.
         h = h if shared else h.transpose(0, 1).flatten(1, 2)
-        # Channels-last: oneDNN's grouped convolutions run about twice as fast in it.
+        # Channels-last: oneDNN's grouped convolutions run faster in it (BENCHMARKS.md).
         fmt = _CHANNELS_LAST.get(dim)
         h = h.contiguous(memory_format=fmt) if fmt is not None else h
         for i in range(num_conv):
@@ -212,45 +223,6 @@ def _run(
     return h
 
 
-class _MaskedActivation(torch.autograd.Function):
-    """``act(t) * keep`` for ReLU or tanh and a 0/1 ``keep`` (uint8), written over ``t``.
-
-    ``t`` is a fresh layer output that nothing else reads, so the activation and the mask are
-    applied in place (no new buffers), and the backward is read off the output alone:
-
-    - ReLU: kept entries are positive exactly where ``t`` is and dropped ones are 0, so the
-      gradient passes where the output is positive (one pass, no mask);
-    - tanh: with ``y = tanh(t)`` and ``out = y * keep``, ``keep * (1 - y^2) = keep - out^2``
-      (``keep`` is 0 or 1).
-    """
-
-    @staticmethod
-    def forward(ctx: Any, t: Tensor, keep: Tensor, kind: str) -> Tensor:
-        ctx.kind = kind
-        keep = keep.to(t.dtype)  # a float product is vectorised, a mixed one is not
-        if kind == "relu":
-            out = t.relu_().mul_(keep)
-            ctx.save_for_backward(out)
-        else:
-            out = t.tanh_().mul_(keep)
-            ctx.save_for_backward(out, keep)
-        ctx.mark_dirty(t)
-        return out
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
-        if ctx.kind == "relu":
-            (out,) = ctx.saved_tensors
-            return torch.ops.aten.threshold_backward(grad, out, 0), None, None
-        out, keep = ctx.saved_tensors
-        return torch.addcmul(keep, out, out, value=-1).mul_(grad), None, None
-
-
-#: Activations with an in-place masked form (:class:`_MaskedActivation`).
-_MASKED_KINDS: dict[Callable[[Tensor], Tensor], str] = {torch.relu: "relu", torch.tanh: "tanh"}
-
-
 # ------------------------------------------------------------------ helpers
 _CHANNELS_LAST: dict[int, torch.memory_format] = {
     2: torch.channels_last,
@@ -261,25 +233,6 @@ _CHANNELS_LAST: dict[int, torch.memory_format] = {
 def _rows(t: Tensor, index: slice | Tensor) -> Tensor:
     """``t[index]`` along axis 0; ``index_select`` copies whole rows, advanced indexing does not."""
     return t[index] if isinstance(index, slice) else t.index_select(0, index)
-
-
-def _is_dense(t: Tensor) -> bool:
-    """Whether ``t`` fills its memory in one of the standard layouts (no gaps, no overlaps)."""
-    if t.is_contiguous():
-        return True
-    fmt = _CHANNELS_LAST.get(t.ndim - 2)
-    return fmt is not None and t.is_contiguous(memory_format=fmt)
-
-
-def _per_network(values: Tensor, t: Tensor, axis: int) -> Tensor:
-    """Broadcast ``(B,)`` per-network values against ``t``, whose ``axis`` is network-major.
-
-    ``t.shape[axis]`` is ``B * k`` (k neurons per network, k = 1 for a plain batch axis).
-    """
-    B = values.shape[0]
-    shape = [1] * t.ndim
-    shape[axis] = t.shape[axis]
-    return values.repeat_interleave(t.shape[axis] // B).reshape(shape)
 
 
 def _activation_groups(
@@ -307,86 +260,6 @@ def _activation_groups(
         else:
             groups.append((fn, [b]))
     return groups
-
-
-# Dropout draws 8 random bits per entry: keep probabilities are rounded to multiples of 2^-8.
-_KEEP_LEVELS = 2**8
-
-
-class _Dropout:
-    """Per-network inverted dropout: keep probability rounded to ``K / 256``, scale ``256 / K``.
-
-    An entry is kept when a uniform byte ``v`` in [0, 256) satisfies ``v <= K - 1``, which has
-    probability exactly ``K / 256``. A network with p = 0 has ``K = 256``: every entry is kept
-    and scaled by exactly 1. Eight bytes come from each 64-bit word of the generator, and the
-    comparison runs on bytes laid out like the activations.
-    """
-
-    def __init__(self, dropout: Tensor, B: int, features: WeightSpaceFeatures) -> None:
-        if not isinstance(dropout, Tensor) or tuple(dropout.shape) != (B,):
-            shape = tuple(dropout.shape) if isinstance(dropout, Tensor) else type(dropout).__name__
-            raise ValueError(
-                f"forward: dropout must be a ({B},) tensor, one rate per network, got {shape}"
-            )
-        if not bool(((dropout >= 0) & (dropout < 1)).all()):
-            raise ValueError(
-                f"forward: dropout rates must lie in [0, 1), got {dropout.min().item()} .. "
-                f"{dropout.max().item()}"
-            )
-        levels = torch.round((1 - dropout.double()) * _KEEP_LEVELS).clamp(1, _KEEP_LEVELS).long()
-        self._set(levels.to(features.device), features.dtype)
-
-    def _set(self, levels: Tensor, dtype: torch.dtype) -> None:
-        self.levels = levels
-        self.upper = (levels - 1).to(torch.uint8)
-        self.scale = (_KEEP_LEVELS / levels.double()).to(dtype)
-        self.active = bool((levels < _KEEP_LEVELS).any())
-
-    def select(self, index: slice | Tensor) -> _Dropout:
-        """The rates of a subset of the networks."""
-        sub = object.__new__(_Dropout)
-        sub._set(self.levels[index], self.scale.dtype)
-        return sub
-
-    def mask(self, t: Tensor, axis: int, generator: torch.Generator | None) -> Tensor:
-        """A 0/1 uint8 mask like ``t`` (same layout); kept entries' scaling is :attr:`scale`."""
-        n = t.numel()
-        bits = _random_bytes(n, t.device, generator)
-        # Laid out like t (channels-last included), so that the passes below stream.
-        bits = bits.as_strided(t.shape, t.stride()) if _is_dense(t) else bits.view(t.shape)
-        return (bits <= _per_network(self.upper, t, axis)).view(torch.uint8)
-
-
-#: CPU random words drawn in two halves at once above this many (see :func:`_random_bytes`).
-_SPLIT_WORDS = 2**16
-_rng_worker: tuple[int, ThreadPoolExecutor] | None = None  # (owning pid, worker)
-
-
-def _random_bytes(n: int, device: torch.device, generator: torch.Generator | None) -> Tensor:
-    """``n`` uniform random bytes: eight per 64-bit word of ``random_`` over the full range.
-
-    On the CPU ``random_`` runs on one core. Large draws are split in two halves, filled at
-    once from two generators (a worker thread takes the second; torch releases the GIL) whose
-    seeds come from ``generator``: still one deterministic stream per ``generator`` state,
-    whatever the number of cores, and about twice as fast on two or more.
-    """
-    words = -(-n // 8)
-    raw = torch.empty(words, dtype=torch.int64, device=device)
-    if device.type != "cpu" or words < _SPLIT_WORDS:
-        raw.random_(-(2**63), None, generator=generator)
-        return raw.view(torch.uint8)[:n]
-    global _rng_worker
-    if _rng_worker is None or _rng_worker[0] != os.getpid():
-        # A forked child inherits the executor but not its thread: it needs its own.
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="weightspace-rng")
-        _rng_worker = (os.getpid(), pool)
-    seeds = torch.empty(2, dtype=torch.int64).random_(2**62, generator=generator).tolist()
-    first, second = (torch.Generator().manual_seed(s) for s in seeds)
-    half = words // 2
-    job = _rng_worker[1].submit(raw[half:].random_, -(2**63), None, generator=second)
-    raw[:half].random_(-(2**63), None, generator=first)
-    job.result()
-    return raw.view(torch.uint8)[:n]
 
 
 def _dense_layer(h: Tensor, w: Tensor, b: Tensor, *, shared: bool) -> Tensor:

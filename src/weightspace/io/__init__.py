@@ -11,8 +11,13 @@ from weightspace.io.atomic import (
     write_safetensors,
     write_text,
 )
+from weightspace.io.store import ChunkLayout, ChunkStore, ForeignStoreError, StoreKind
 
 __all__ = [
+    "ChunkLayout",
+    "ChunkStore",
+    "ForeignStoreError",
+    "StoreKind",
     "atomic_path",
     "clean_temp_files",
     "jsonable",
