@@ -11,6 +11,9 @@ after checking that the alternatives compute the same numbers.
    - ``hand``: ``_BatchedSiren.step_gradients`` (closed-form backward into fixed buffers);
    - ``autograd-forward``: autograd through :func:`weightspace.functional.forward` with
      :func:`siren_activation` on a :class:`WeightSpaceFeatures` of the stacked weights;
+   - ``autograd-forward-batched``: the same with the coordinates given per network (``(B, N,
+     2)``, an expanded view) instead of shared (``(N, 2)``), which changes the first layer's
+     layout in ``functional.forward``;
    - ``autograd-bmm``: autograd through a plain batched forward (``baddbmm``, ``sin``), to
      separate autograd's cost from ``functional.forward``'s;
    - ``vmap-grad``: ``torch.func.vmap(torch.func.grad(loss))`` over the per-network
@@ -41,9 +44,9 @@ after checking that the alternatives compute the same numbers.
    (``BatchedTrainer.step``: forward, backward and update of every network on its own batch of
    32 images), to show the update's share.
 
-Every variant is checked against ``hand`` before timing (gradients within float32 rounding;
-weights after several updates, from random gradients and from real training steps); a
-mismatch aborts the run. Repetitions interleave the variants (order rotated each repetition)
+Every variant is checked against ``hand`` before timing, in float64: the SIREN gradient and
+the weights after three fit steps; the zoo weights after five updates on random gradients and
+after three real training steps. A mismatch aborts the run. Repetitions interleave the variants (order rotated each repetition)
 and report medians of the time per call; ratios are variant / hand (above 1: hand is faster).
 
     python benchmarks/alternatives.py [--sirens 32 256] [--zoo-networks 64] [--reps 7]
@@ -96,7 +99,7 @@ from weightspace.data.zoo import (
     gather_batches,
 )
 
-SIREN_PATHS = ("hand", "autograd-forward", "autograd-bmm", "vmap-grad")
+SIREN_PATHS = ("hand", "autograd-forward", "autograd-forward-batched", "autograd-bmm", "vmap-grad")
 OPTIM_PATHS = (
     "hand",
     "optim-groups",
@@ -163,7 +166,7 @@ class SirenGradients:
             return
         for p in params:
             p.requires_grad_(True)
-        if path == "autograd-bmm":
+        if path in ("autograd-forward-batched", "autograd-bmm"):
             self._x = coords.expand(params[0].shape[0], *coords.shape)
         if path == "vmap-grad":
             module = siren_module().to(dtype=coords.dtype, device=coords.device)
@@ -194,11 +197,12 @@ class SirenGradients:
             return
         L = len(self.params) // 2
         weights, biases = self.params[:L], self.params[L:]
-        if self.path == "autograd-forward":
+        if self.path.startswith("autograd-forward"):
             features = WeightSpaceFeatures(
                 [w.unsqueeze(1) for w in weights], [b.unsqueeze(1) for b in biases], SIREN_SPEC
             )
-            out = forward(features, self.coords, siren_activation)
+            x = self.coords if self.path == "autograd-forward" else self._x
+            out = forward(features, x, siren_activation)
         else:
             h = self._x
             for i, (w, b) in enumerate(zip(weights, biases)):
@@ -234,6 +238,7 @@ def check_siren_paths(
     steps: int = 3,
     dtype: torch.dtype = torch.float64,
     tol: float = 1e-9,
+    fit_tol: float = 1e-7,
     seed: int = 0,
 ) -> dict[str, dict[str, float]]:
     """Every path against ``hand``: its gradient, and the weights after ``steps`` fit steps.
@@ -242,7 +247,8 @@ def check_siren_paths(
     ``steps`` steps of gradient and :func:`fit_optimizer` (the work of ``fit_sirens``). Computed
     in ``dtype`` (float64 by default, so that only the arithmetic's rounding, not the float32
     noise of summation order, is left). Returns the worst relative difference of each path for
-    both; raises ``AssertionError`` above ``tol``.
+    both; raises ``AssertionError`` above ``tol`` (gradient) or ``fit_tol`` (fit: Adam divides
+    by the root of the squared gradients, which magnifies rounding where they are near zero).
     """
     params, coords, target = siren_problem(images.to(dtype), seed=seed)
     grads, moves = {}, {}
@@ -264,9 +270,16 @@ def check_siren_paths(
         }
         for path in grads
     }
-    bad = {path: err for path, err in errors.items() if not max(err.values()) <= tol}
+    bad = {
+        path: err
+        for path, err in errors.items()
+        if not (err["gradient"] <= tol and err["fit"] <= fit_tol)
+    }
     if bad:
-        raise AssertionError(f"SIREN fitting differs from hand's beyond {tol:g}: {bad}")
+        raise AssertionError(
+            f"SIREN fitting differs from hand's beyond {tol:g} (gradient) or {fit_tol:g} (fit): "
+            f"{bad}"
+        )
     return errors
 
 

@@ -59,9 +59,9 @@ def test_siren_paths_match_hand_gradients_and_fit_steps(alt: ModuleType, digits)
     assert set(errors) == set(alt.SIREN_PATHS)
     assert errors["hand"] == {"gradient": 0.0, "fit": 0.0}
     for path in alt.SIREN_PATHS:
-        assert max(errors[path].values()) <= 1e-12, (path, errors[path])
+        assert errors[path]["gradient"] <= 1e-12 and errors[path]["fit"] <= 1e-9, errors[path]
     # In float32, what the benchmark times, they agree to rounding.
-    errors32 = alt.check_siren_paths(images, dtype=torch.float32, tol=1e-4)
+    errors32 = alt.check_siren_paths(images, dtype=torch.float32, tol=1e-5, fit_tol=1e-3)
     assert max(errors32["autograd-forward"].values()) > 0
 
 
