@@ -336,7 +336,7 @@ def _demo(args: argparse.Namespace) -> None:
 
 
 def _print_metrics(metrics: dict[str, Any], path: str) -> None:
-    from weightspace.train.loop import jsonable
+    from weightspace.io import jsonable
 
     print(json.dumps(jsonable(metrics), indent=2))
     print(f"written: {path}")

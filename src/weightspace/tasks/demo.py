@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from weightspace.io import atomic_path, write_json
 from weightspace.tasks.generalization import GeneralizationConfig, run_generalization
-from weightspace.train.loop import atomic_path, write_json_atomic
 
 __all__ = ["DEMO_DEFAULTS", "run_demo"]
 
@@ -146,7 +146,7 @@ def run_demo(
     )
     # Seconds add up over invocations: an interrupted step's work counts once, a reuse ~0.
     timings["zoo"] = timings.get("zoo", 0.0) + time.perf_counter() - start
-    write_json_atomic(timings, timings_path)
+    write_json(timings, timings_path)
 
     results = []
     for model in models:
@@ -161,7 +161,7 @@ def run_demo(
         start = time.perf_counter()
         results.append(run_generalization(config, progress=progress))
         timings[model] = timings.get(model, 0.0) + time.perf_counter() - start
-        write_json_atomic(timings, timings_path)
+        write_json(timings, timings_path)
 
     table = _table(results)
     print("\n".join(table))

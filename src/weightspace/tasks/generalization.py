@@ -33,6 +33,7 @@ from torch.utils.data import Dataset
 
 from weightspace import symmetry, viz
 from weightspace.data.container import SPLITS, Zoo
+from weightspace.io import atomic_path, write_json
 from weightspace.models import FlatMLP, InvariantNFN, StatNet
 from weightspace.space.features import WeightSpaceFeatures
 from weightspace.space.spec import NetworkSpec
@@ -41,13 +42,11 @@ from weightspace.train.loop import (
     BEST_FILE,
     CONFIG_FILE,
     TrainConfig,
-    atomic_path,
     fit,
     load_checkpoint,
     predict,
     resolve_device,
     seed_everything,
-    write_json_atomic,
 )
 
 __all__ = [
@@ -465,7 +464,7 @@ def run_generalization(
         stopped_early=result.stopped_early,
         train_time_s=sum(h["time"] for h in result.history),
     )
-    write_json_atomic(metrics, out / METRICS_JSON)
+    write_json(metrics, out / METRICS_JSON)
     return metrics
 
 
@@ -556,5 +555,5 @@ def evaluate(
     metrics.update(
         dropped=dropped, model=task["model"], seed=task.get("seed"), zoo=label, run=str(run)
     )
-    write_json_atomic(metrics, run / METRICS_JSON)
+    write_json(metrics, run / METRICS_JSON)
     return metrics

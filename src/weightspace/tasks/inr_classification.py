@@ -54,6 +54,7 @@ from torch.utils.data import Dataset
 from weightspace import symmetry, viz
 from weightspace.data.inr import INR_FILE, InrDataset, load_inrs
 from weightspace.data.siren_format import PAPER_PREFIX, PAPER_SPLIT_POINTS, load_siren_folder
+from weightspace.io import atomic_path, write_json
 from weightspace.models import FlatMLP, InvariantNFN
 from weightspace.space.features import WeightSpaceFeatures, check_features
 from weightspace.space.spec import NetworkSpec
@@ -63,13 +64,11 @@ from weightspace.train.loop import (
     BEST_FILE,
     CONFIG_FILE,
     TrainConfig,
-    atomic_path,
     fit,
     load_checkpoint,
     predict,
     resolve_device,
     seed_everything,
-    write_json_atomic,
 )
 
 __all__ = [
@@ -733,7 +732,7 @@ def run_inr_classification(
         train_time_s=sum(h["time"] for h in result.history),
     )
     if main:
-        write_json_atomic(metrics, out / METRICS_JSON)
+        write_json(metrics, out / METRICS_JSON)
     return metrics
 
 
@@ -857,5 +856,5 @@ def evaluate_inrs(
         model, test, classes, run, resolve_device(device), f"{task['model']} on {label}"
     )
     metrics.update(model=task["model"], seed=task.get("seed"), inrs=label, run=str(run))
-    write_json_atomic(metrics, run / METRICS_JSON)
+    write_json(metrics, run / METRICS_JSON)
     return metrics
