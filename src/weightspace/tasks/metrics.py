@@ -13,7 +13,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["accuracy", "confusion_matrix", "kendall_tau", "mae", "r2", "regression_metrics"]
+__all__ = [
+    "accuracy",
+    "confusion_matrix",
+    "kendall_tau",
+    "mae",
+    "per_class_accuracy",
+    "r2",
+    "regression_metrics",
+]
 
 ArrayLike = Tensor | np.ndarray | Sequence[float]
 
@@ -158,3 +166,10 @@ def confusion_matrix(
     return torch.bincount(flat, minlength=num_classes * num_classes).reshape(
         num_classes, num_classes
     )
+
+
+def per_class_accuracy(matrix: Tensor) -> list[float | None]:
+    """Recall of each class from a confusion matrix (rows: true classes); ``None`` for a class
+    with no examples."""
+    support = matrix.sum(dim=1)
+    return [float(matrix[i, i] / support[i]) if support[i] else None for i in range(len(matrix))]
