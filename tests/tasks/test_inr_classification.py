@@ -354,7 +354,9 @@ def test_config_errors() -> None:
         build_classifier("cnn", SIREN_SPEC, 10)
     with pytest.raises(ValueError, match="at least 2 classes"):
         build_classifier("np", SIREN_SPEC, 1)
-    with pytest.raises(ValueError, match="fourier_features applies to the NFN models"):
+    with pytest.raises(
+        ValueError, match="fourier_features must be None: it applies to the NFN models"
+    ):
         InrClassifyConfig(inrs="i", model="mlp", out="o", fourier_features=16)
     with pytest.raises(ValueError, match="source must be one of"):
         InrClassifyConfig(inrs="i", model="np", out="o", source="zip")

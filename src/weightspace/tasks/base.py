@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -30,7 +30,17 @@ from torch.utils.data import Dataset
 from weightspace.space.spec import NetworkSpec
 from weightspace.train.loop import Objective, TrainConfig
 
-__all__ = ["Items", "Task", "TaskConfig", "option", "positive_float", "positive_int"]
+__all__ = [
+    "Items",
+    "Task",
+    "TaskConfig",
+    "auto_on_off",
+    "auto_or_count",
+    "invariant_model",
+    "option",
+    "positive_float",
+    "positive_int",
+]
 
 
 def positive_int(text: str) -> int:
@@ -53,6 +63,22 @@ def positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
     return value
+
+
+def auto_or_count(text: str) -> int | str | None:
+    """argparse type: ``"auto"``, or an int >= 0 where 0 means none (``None``)."""
+    if text == "auto":
+        return text
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected 'auto' or an integer >= 0, got {text!r}")
+    return int(text) or None
+
+
+def auto_on_off(text: str) -> bool | str:
+    """argparse type: ``"auto"``, ``"on"`` (True) or ``"off"`` (False)."""
+    if text not in ("auto", "on", "off"):
+        raise argparse.ArgumentTypeError(f"expected auto, on or off, got {text!r}")
+    return {"auto": "auto", "on": True, "off": False}[text]
 
 
 def option(default: Any, help: str = "", *, kw_only: Any = dataclasses.MISSING, **cli: Any) -> Any:
@@ -105,6 +131,8 @@ class TaskConfig:
                 setattr(self, f.name, os.fspath(value))
             elif isinstance(value, list):  # tuples after a JSON round trip or from a caller
                 setattr(self, f.name, tuple(value))
+            if "choices" in f.metadata and value not in f.metadata["choices"]:
+                self.refuse(f.name, f"one of {tuple(f.metadata['choices'])}")
         for key in ("hidden_channels", "head_hidden"):
             value = getattr(self, key, ())
             if any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in value):
@@ -112,6 +140,11 @@ class TaskConfig:
         if self.model in self.nfn_models and not getattr(self, "hidden_channels", (1,)):
             raise ValueError(f"{name}.hidden_channels: an NFN needs at least one layer")
         self.train_config(eval_batch_size=None, progress=False)  # checks the training fields
+
+    def refuse(self, name: str, expected: str) -> None:
+        """Raise ``ValueError``: ``Config.name must be <expected>, got <value>``."""
+        value = getattr(self, name)
+        raise ValueError(f"{type(self).__name__}.{name} must be {expected}, got {value!r}")
 
     def train_config(self, *, eval_batch_size: int | None, progress: bool) -> TrainConfig:
         """The :class:`~weightspace.train.TrainConfig` of this run."""
@@ -131,6 +164,42 @@ class TaskConfig:
         """The fields a resumed run must share: all but ``out`` and ``device``."""
         skip = ("out", "device")
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+
+
+def invariant_model(
+    name: str,
+    spec: NetworkSpec,
+    hidden_channels: Sequence[int],
+    head_hidden: Sequence[int],
+    out_features: int,
+    *,
+    fourier_features: int | None = None,
+    dropout: float = 0.0,
+) -> nn.Module:
+    """The model a task names, for networks on ``spec``, with ``out_features`` outputs.
+
+    ``"hnp"``: :class:`~weightspace.models.InvariantNFN` with HNP layers and no IO encoding;
+    ``"np"``: NP layers with a sinusoidal IO encoding; ``"statnet"``:
+    :class:`~weightspace.models.StatNet`; ``"mlp"``: :class:`~weightspace.models.FlatMLP` on the
+    flattened weights. ``fourier_features`` (Gaussian Fourier features of each weight) is for
+    the NFNs only.
+    """
+    from weightspace.models import FlatMLP, InvariantNFN, StatNet
+
+    hidden, head = tuple(hidden_channels), tuple(head_hidden)
+    if name in ("hnp", "np"):
+        encoding = "sinusoidal" if name == "np" else None
+        return InvariantNFN(
+            spec, name, hidden, head, out_features,
+            io_encoding=encoding, fourier_features=fourier_features, dropout=dropout,
+        )  # fmt: skip
+    if fourier_features is not None:
+        raise ValueError(f"fourier_features applies to NFNs ('hnp', 'np'), not {name!r}")
+    if name == "statnet":
+        return StatNet(spec, head_hidden=head, out_features=out_features, dropout=dropout)
+    if name == "mlp":
+        return FlatMLP(spec, head_hidden=head, out_features=out_features, dropout=dropout)
+    raise ValueError(f"unknown model {name!r}; expected one of ('hnp', 'np', 'statnet', 'mlp')")
 
 
 class Items(Dataset):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,6 +16,7 @@ from torch import Tensor
 
 __all__ = [
     "accuracy",
+    "classification_metrics",
     "confusion_matrix",
     "kendall_tau",
     "mae",
@@ -173,3 +175,29 @@ def per_class_accuracy(matrix: Tensor) -> list[float | None]:
     with no examples."""
     support = matrix.sum(dim=1)
     return [float(matrix[i, i] / support[i]) if support[i] else None for i in range(len(matrix))]
+
+
+def classification_metrics(
+    logits: Tensor, labels: Tensor, classes: Sequence[str], *, prefix: str = ""
+) -> dict[str, Any]:
+    """``{prefix}accuracy``, ``{prefix}loss`` (cross-entropy), ``per_class_accuracy`` (class →
+    recall, ``None`` for a class without examples), ``confusion_matrix`` (nested lists, rows:
+    true classes), ``classes``, ``n_{prefix}`` and ``majority_accuracy`` (the share of the
+    largest class: what a constant guess scores).
+
+    Shapes
+    ------
+    - logits: ``(N, K)``; labels: ``(N,)`` in ``0..K-1``; classes: K names
+    """
+    logits, labels = logits.detach().float().cpu(), labels.detach().cpu().long()
+    matrix = confusion_matrix(logits, labels, num_classes=len(classes))
+    n = len(labels)
+    return {
+        f"{prefix}accuracy": accuracy(logits, labels),
+        f"{prefix}loss": float(torch.nn.functional.cross_entropy(logits, labels)),
+        "per_class_accuracy": dict(zip(classes, per_class_accuracy(matrix))),
+        "confusion_matrix": matrix.tolist(),
+        "classes": list(classes),
+        f"n_{prefix.rstrip('_') or 'examples'}": n,
+        "majority_accuracy": float(matrix.sum(dim=1).max()) / n,
+    }

@@ -22,7 +22,7 @@ import csv
 import hashlib
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,6 @@ __all__ = [
     "eval_folder",
     "evaluate",
     "read_task",
-    "resolve_kind",
     "run",
     "write_csv",
 ]
@@ -118,36 +117,6 @@ def _source(label: str) -> str:
 
 
 # ------------------------------------------------------------------ data
-def resolve_kind(
-    path: str | os.PathLike[str],
-    kind: str,
-    markers: Mapping[str, Callable[[Path], bool]],
-    *,
-    noun: str,
-    expected: str,
-) -> str:
-    """The kind of data folder ``path`` holds: ``kind`` itself, or for ``"auto"`` the first of
-    ``markers`` (kind → test of the folder) that matches.
-
-    Raises ``ValueError`` for an unknown kind, a missing path, a file, or a folder no marker
-    matches (naming ``expected``).
-    """
-    if kind != "auto" and kind not in markers:
-        raise ValueError(f"{noun} kind must be one of {('auto', *markers)}, got {kind!r}")
-    path = Path(path)
-    if not path.exists():
-        raise ValueError(f"{noun} {str(path)!r} does not exist")
-    if not path.is_dir():
-        raise ValueError(f"{noun} {str(path)!r} is not a folder")
-    if kind != "auto":
-        return kind
-    for name, test in markers.items():
-        if test(path):
-            return name
-    article = "an" if noun[0].lower() in "aeiou" else "a"
-    raise ValueError(f"{str(path)!r} is not {article} {noun}: expected {expected}")
-
-
 def _label(data: Any, default: str) -> str:
     info = getattr(data, "info", None) or {}
     return str(info.get("root") or info.get("path") or default)
