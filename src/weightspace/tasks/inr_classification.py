@@ -60,8 +60,8 @@ class InrClassifyConfig(TaskConfig):
     ``inrs``: the INR folder (:func:`load_any_inrs`); ``model``: one of :data:`MODELS`;
     ``out``: the run folder; ``hidden_channels`` (NFNs only), ``head_hidden`` and ``dropout``
     size the classifier. ``fourier_features``: Gaussian Fourier features of each weight (NFNs
-    only; ``"auto"``: :data:`NFN_FOURIER_FEATURES` for NFNs; without them an NFN on the bundled
-    MNIST SIRENs stays at chance level at first). ``normalize``: standardise each tensor by
+    only; ``"auto"``: :data:`NFN_FOURIER_FEATURES` for NFNs, without which they do not learn on
+    these SIRENs, see RESULTS.md). ``normalize``: standardise each tensor by
     training-split statistics. ``sign_flips``: train on random hidden-neuron sign flips (exact
     for sine networks; ``"auto"``: on for NFNs, off for the MLPs, as the paper trains them).
     ``source``: one of :data:`SOURCES`; ``prefix``, ``split_points``, ``augment_prefixes``: for
