@@ -48,6 +48,9 @@ def test_parse_zoo_evaluate_demo():
     assert (args.out, args.networks, args.epochs) == ("runs/demo", None, None)
 
 
+INR_NP = ["train", "inr-classify", "--inrs", "i", "--model", "np", "--out", "r"]
+
+
 @pytest.mark.parametrize(
     "argv",
     [
@@ -64,30 +67,8 @@ def test_parse_zoo_evaluate_demo():
         ["train", "inr-classify", "--inrs", "i", "--model", "cnn", "--out", "r"],
         ["train", "inr-classify", "--inrs", "i", "--model", "np", "--out", "r", "--epochs", "0"],
         ["evaluate", "--run", "r", "--zoo", "z", "--inrs", "i"],  # one kind of data only
-        [
-            "train",
-            "inr-classify",
-            "--inrs",
-            "i",
-            "--model",
-            "np",
-            "--out",
-            "r",
-            "--sign-flips",
-            "x",
-        ],
-        [
-            "train",
-            "inr-classify",
-            "--inrs",
-            "i",
-            "--model",
-            "np",
-            "--out",
-            "r",
-            "--fourier-features",
-            "-1",
-        ],
+        [*INR_NP, "--sign-flips", "x"],
+        [*INR_NP, "--fourier-features", "-1"],
     ],
 )
 def test_usage_errors_exit_2(argv, capsys):
