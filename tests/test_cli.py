@@ -328,9 +328,9 @@ def test_inr_end_to_end_on_digits(tmp_path, capsys):
 
 
 # ------------------------------------------------------------------ OS errors (#6)
-def test_os_errors_exit_2_with_one_line_naming_the_path(tmp_path, capsys):
-    """An --out that is a file, or inside one, or in a missing folder: one line, the path and
-    the cause, no traceback, and no temporary file left behind."""
+def test_os_errors_exit_2_with_one_line_naming_the_path(tmp_path, capsys, monkeypatch):
+    """An --out that is a file, or inside one, or in a missing or read-only folder: one line,
+    the path and the cause, no traceback, and no temporary file left behind."""
     afile = tmp_path / "a-file"
     afile.write_text("not a folder")
     argv = ["inr", "show", "--inrs", str(tmp_path / "inrs"), "--out"]
@@ -349,6 +349,20 @@ def test_os_errors_exit_2_with_one_line_naming_the_path(tmp_path, capsys):
     assert f"{afile}: File exists" in _one_line_error(capsys, "train")
     assert main([*train, "--out", str(afile / "run")]) == 2
     assert f"{afile}" in _one_line_error(capsys, "train")
+    assert not [p for p in tmp_path.rglob(".*.tmp")]
+    # A read-only folder (tests may run as root, whom permissions do not stop: the refusal is
+    # simulated where the OS would give it, in the move of the finished temp file).
+    import errno
+    import os
+
+    def refuse(src, dst, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", src)
+
+    monkeypatch.setattr(os, "replace", refuse)
+    assert main([*argv, str(tmp_path / "grid.png")]) == 2
+    err = _one_line_error(capsys, "inr")
+    assert f"{tmp_path / 'grid.png'}: Permission denied" in err and ".tmp" not in err
+    monkeypatch.undo()
     assert not [p for p in tmp_path.rglob(".*.tmp")]
 
 
