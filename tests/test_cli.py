@@ -1,4 +1,4 @@
-import importlib.util
+import dataclasses
 import json
 import subprocess
 import sys
@@ -7,8 +7,6 @@ import pytest
 
 from weightspace import __version__
 from weightspace.cli import build_parser, main
-
-HAVE_ZOO = importlib.util.find_spec("weightspace.data.zoo") is not None
 
 
 def test_parse_train_generalization():
@@ -50,6 +48,9 @@ def test_parse_zoo_evaluate_demo():
     assert (args.out, args.networks, args.epochs) == ("runs/demo", None, None)
 
 
+INR_NP = ["train", "inr-classify", "--inrs", "i", "--model", "np", "--out", "r"]
+
+
 @pytest.mark.parametrize(
     "argv",
     [
@@ -66,6 +67,8 @@ def test_parse_zoo_evaluate_demo():
         ["train", "inr-classify", "--inrs", "i", "--model", "cnn", "--out", "r"],
         ["train", "inr-classify", "--inrs", "i", "--model", "np", "--out", "r", "--epochs", "0"],
         ["evaluate", "--run", "r", "--zoo", "z", "--inrs", "i"],  # one kind of data only
+        [*INR_NP, "--sign-flips", "x"],
+        [*INR_NP, "--fourier-features", "-1"],
     ],
 )
 def test_usage_errors_exit_2(argv, capsys):
@@ -91,25 +94,65 @@ def test_value_errors_exit_2_with_one_line(tmp_path, capsys):
     assert "config.json is missing" in _one_line_error(capsys, "evaluate")
 
 
-@pytest.mark.skipif(not HAVE_ZOO, reason="waits on weightspace.data.zoo")
 def test_unknown_dataset_exits_2(tmp_path, capsys):
     assert main(["zoo", "--dataset", "cifar", "--networks", "2", "--out", str(tmp_path)]) == 2
     assert "unknown dataset 'cifar'" in _one_line_error(capsys, "zoo")
 
 
-def test_handlers_pass_the_arguments_on(tmp_path, monkeypatch):
-    import weightspace.tasks.generalization as gen
+def fake_runner(monkeypatch) -> dict:
+    """Replace the runner's run and evaluate by recorders of what the CLI passes them."""
+    from weightspace.tasks import runner
 
-    seen = {}
-    monkeypatch.setattr(gen, "run_generalization", lambda config: seen.update(c=config) or {})
-    monkeypatch.setattr(gen, "evaluate", lambda run, zoo, device: seen.update(e=(run, zoo)) or {})
+    seen: dict = {}
+
+    def run(task, config):
+        seen["c"] = (task.name, config)
+        return {}
+
+    def evaluate(task, run, data, device):
+        seen["e"] = (task.name, run, data, device)
+        return {"out": f"{run}/eval/x"}
+
+    monkeypatch.setattr(runner, "run", run)
+    monkeypatch.setattr(runner, "evaluate", evaluate)
+    return seen
+
+
+def test_handlers_pass_the_arguments_on(tmp_path, monkeypatch, capsys):
+    seen = fake_runner(monkeypatch)
     argv = ["train", "generalization", "--zoo", "z", "--model", "statnet", "--out", "r"]
-    assert main([*argv, "--epochs", "7", "--batch-size", "4", "--patience", "2"]) == 0
-    config = seen["c"]
-    assert (config.zoo, config.model, config.out) == ("z", "statnet", "r")
+    assert main([*argv, "--epochs", "7", "--batch-size", "4", "--patience", "2", "--augment"]) == 0
+    task, config = seen["c"]
+    assert task == "generalization" and (config.zoo, config.model, config.out) == (
+        "z",
+        "statnet",
+        "r",
+    )
     assert (config.epochs, config.batch_size, config.patience, config.seed) == (7, 4, 2, 0)
-    assert main(["evaluate", "--run", "r", "--zoo", "z"]) == 0
-    assert seen["e"] == ("r", "z")
+    assert config.augment and config.zoo_kind == "auto"
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"task": {"task": "generalization"}}))
+    capsys.readouterr()
+    assert main(["evaluate", "--run", str(run), "--zoo", "z"]) == 0
+    assert seen["e"] == ("generalization", str(run), "z", "auto")
+    assert capsys.readouterr().out.endswith(f"written: {run}/eval/x/metrics.json\n")
+
+
+def test_train_defaults_are_the_config_dataclasses(monkeypatch):
+    """Every `train` option of every task defaults to its config field's default."""
+    from weightspace.tasks.registry import TASKS
+
+    seen = fake_runner(monkeypatch)
+    for task in TASKS.values():
+        argv = ["train", task.command, f"--{task.data_field}", "d", "--model"]
+        assert main([*argv, task.config_class.models[-1], "--out", "r"]) == 0
+        expected = task.config_class("d", task.config_class.models[-1], "r")
+        assert seen["c"] == (task.name, expected)
+        defaults = {f.name: f.default for f in dataclasses.fields(task.config_class)}
+        args = build_parser().parse_args([*argv, task.config_class.models[0], "--out", "r"])
+        for name in task.cli_fields:
+            assert getattr(args, name) == defaults[name], (task.name, name)
 
 
 def test_python_dash_m():
@@ -119,7 +162,6 @@ def test_python_dash_m():
     assert proc.returncode == 0 and proc.stdout.strip() == f"weightspace {__version__}"
 
 
-@pytest.mark.skipif(not HAVE_ZOO, reason="waits on weightspace.data.zoo")
 def test_end_to_end_on_digits(tmp_path, capsys):
     zoo, run = tmp_path / "zoo", tmp_path / "run"
     tiny = ["--limit-train", "200", "--limit-test", "100"]
@@ -138,6 +180,8 @@ def test_end_to_end_on_digits(tmp_path, capsys):
     evaluated = json.loads(printed[: printed.rindex("}") + 1])
     for key in ("kendall_tau", "r2", "mae"):
         assert evaluated[key] == pytest.approx(trained[key], abs=1e-6, nan_ok=True)
+    assert printed.endswith(f"written: {run}/eval/zoo/metrics.json\n")
+    assert json.loads((run / "metrics.json").read_text()) == trained  # #2: left as trained
 
     demo = tmp_path / "demo"
     argv = ["demo", "--out", str(demo), "--networks", "16", "--epochs", "1", "--zoo-epochs", "1"]
@@ -179,9 +223,9 @@ def test_parse_inr_commands():
         0,
     )
     assert (args.epochs, args.batch_size, args.lr, args.patience, args.device) == (
-        None,
-        None,
-        None,
+        30,
+        32,
+        1e-3,
         None,
         "auto",
     )
@@ -189,16 +233,12 @@ def test_parse_inr_commands():
     assert (args.run, args.inrs, args.zoo) == ("r", "i", None)
 
 
-def test_inr_handlers_pass_the_arguments_on(monkeypatch):
+def test_inr_handlers_pass_the_arguments_on(monkeypatch, tmp_path):
     import weightspace.data.inr as inr
     import weightspace.tasks.inr_classification as cls
 
-    seen = {}
+    seen = fake_runner(monkeypatch)
     monkeypatch.setattr(inr, "fit_inrs", lambda config: seen.update(f=config) or config.out)
-    monkeypatch.setattr(cls, "run_inr_classification", lambda config: seen.update(c=config) or {})
-    monkeypatch.setattr(
-        cls, "evaluate_inrs", lambda run, inrs, device: seen.update(e=(run, inrs, device)) or {}
-    )
     argv = ["inr", "fit", "--dataset", "mnist", "--out", "i", "--seed", "2", "--augment", "3"]
     assert main([*argv, "--steps", "40"]) == 0
     config = seen["f"]
@@ -212,14 +252,20 @@ def test_inr_handlers_pass_the_arguments_on(monkeypatch):
     assert config.limit is None and config.lr == inr.InrConfig("mnist", "x").lr
     argv = ["train", "inr-classify", "--inrs", "i", "--model", "hnp", "--out", "r", "--lr", "0.01"]
     assert main([*argv, "--epochs", "7", "--batch-size", "4", "--patience", "2"]) == 0
-    config = seen["c"]
+    config = seen["c"][1]
     assert (config.inrs, config.model, config.out, config.lr) == ("i", "hnp", "r", 0.01)
     assert (config.epochs, config.batch_size, config.patience, config.seed) == (7, 4, 2, 0)
+    argv = ["train", "inr-classify", "--inrs", "i", "--model", "np", "--out", "r"]
+    assert main([*argv, "--fourier-features", "0", "--sign-flips", "off"]) == 0
+    config = seen["c"][1]
+    assert (config.fourier_features, config.sign_flips) == (None, False)
     assert main(["train", "inr-classify", "--inrs", "i", "--model", "np", "--out", "r"]) == 0
-    defaults = cls.InrClassifyConfig("i", "np", "r")
-    assert (seen["c"].epochs, seen["c"].batch_size) == (defaults.epochs, defaults.batch_size)
-    assert main(["evaluate", "--run", "r", "--inrs", "i", "--device", "cpu"]) == 0
-    assert seen["e"] == ("r", "i", "cpu")
+    assert seen["c"][1] == cls.InrClassifyConfig("i", "np", "r")  # fourier 64, sign flips on
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"task": {"task": "inr-classification"}}))
+    assert main(["evaluate", "--run", str(run), "--inrs", "i", "--device", "cpu"]) == 0
+    assert seen["e"] == ("inr-classification", str(run), "i", "cpu")
 
 
 def test_evaluate_refuses_a_run_of_the_other_task(tmp_path, capsys):
@@ -279,3 +325,49 @@ def test_inr_end_to_end_on_digits(tmp_path, capsys):
     # A generalization flag on an INR run is refused before anything is read.
     assert main(["evaluate", "--run", str(run), "--zoo", str(inrs)]) == 2
     assert "evaluate it with --inrs DIR" in _one_line_error(capsys, "evaluate")
+
+
+# ------------------------------------------------------------------ OS errors (#6)
+def test_os_errors_exit_2_with_one_line_naming_the_path(tmp_path, capsys, monkeypatch):
+    """An --out that is a file, or inside one, or in a missing or read-only folder: one line,
+    the path and the cause, no traceback, and no temporary file left behind."""
+    afile = tmp_path / "a-file"
+    afile.write_text("not a folder")
+    argv = ["inr", "show", "--inrs", str(tmp_path / "inrs"), "--out"]
+    inrs = tmp_path / "inrs"
+    fit = ["inr", "fit", "--dataset", "digits", "--out", str(inrs), "--limit", "20"]
+    assert main([*fit, "--steps", "2"]) == 0
+    capsys.readouterr()
+    assert main([*argv, str(tmp_path / "nodir" / "x.png")]) == 2
+    err = _one_line_error(capsys, "inr")
+    assert f"{tmp_path / 'nodir' / 'x.png'}: No such file or directory" in err
+    assert ".tmp" not in err
+    assert main([*argv, str(afile / "x.png")]) == 2
+    assert f"{afile / 'x.png'}: Not a directory" in _one_line_error(capsys, "inr")
+    train = ["train", "inr-classify", "--inrs", str(inrs), "--model", "mlp", "--epochs", "1"]
+    assert main([*train, "--out", str(afile)]) == 2
+    assert f"{afile}: File exists" in _one_line_error(capsys, "train")
+    assert main([*train, "--out", str(afile / "run")]) == 2
+    assert f"{afile}" in _one_line_error(capsys, "train")
+    assert not [p for p in tmp_path.rglob(".*.tmp")]
+    # A read-only folder (tests may run as root, whom permissions do not stop: the refusal is
+    # simulated where the OS would give it, in the move of the finished temp file).
+    import errno
+    import os
+
+    def refuse(src, dst, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", src)
+
+    monkeypatch.setattr(os, "replace", refuse)
+    assert main([*argv, str(tmp_path / "grid.png")]) == 2
+    err = _one_line_error(capsys, "inr")
+    assert f"{tmp_path / 'grid.png'}: Permission denied" in err and ".tmp" not in err
+    monkeypatch.undo()
+    assert not [p for p in tmp_path.rglob(".*.tmp")]
+
+
+def test_an_unreadable_run_file_is_one_line(tmp_path, capsys):
+    run = tmp_path / "run"
+    (run / "config.json").mkdir(parents=True)  # a folder where a file should be
+    assert main(["evaluate", "--run", str(run), "--zoo", str(tmp_path)]) == 2
+    assert "config.json" in _one_line_error(capsys, "evaluate")

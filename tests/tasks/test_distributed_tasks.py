@@ -3,7 +3,9 @@
 The run a 2-process job writes must be a complete, valid run: its metrics log covers every epoch,
 its ``metrics.json`` holds the test metrics, and a single-process ``evaluate`` of the saved model
 reproduces them (so the checkpoint is the model DDP trained and the test outputs gathered from
-both ranks were all of them, in order).
+both ranks were all of them, in order). Only rank 0 writes: every file weightspace writes is
+moved into place by ``os.replace`` (:func:`weightspace.io.atomic_path`), which the wrapper below
+records per rank.
 """
 
 from __future__ import annotations
@@ -28,11 +30,31 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def torchrun(*args: str) -> None:
+_CLI = """
+import json, os, sys
+from weightspace.cli import main
+
+written, replace = [], os.replace
+def recording(src, dst, *args, **kwargs):
+    written.append(os.path.basename(dst))
+    return replace(src, dst, *args, **kwargs)
+os.replace = recording
+status = main(sys.argv[2:])
+with open(f"{sys.argv[1]}/written-{os.environ['RANK']}.json", "w") as f:
+    json.dump(written, f)
+sys.exit(status)
+"""
+
+
+def torchrun(tmp_path: Path, *args: str) -> list[list[str]]:
+    """Run the CLI under torchrun with 2 processes; the files each rank wrote."""
+    script = tmp_path / "cli.py"
+    script.write_text(_CLI)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    command = [str(TORCHRUN), "--standalone", "--nproc_per_node", "2", "-m", "weightspace", *args]
-    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    command = [str(TORCHRUN), "--standalone", "--nproc_per_node", "2", str(script), str(tmp_path)]
+    proc = subprocess.run([*command, *args], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return [json.loads((tmp_path / f"written-{r}.json").read_text()) for r in (0, 1)]
 
 
 def epochs_logged(run: Path) -> list[int]:
@@ -46,10 +68,13 @@ def test_inr_classification_under_torchrun(tmp_path: Path) -> None:
         progress=False,
     )
     run = tmp_path / "run"
-    torchrun(
+    rank0, rank1 = torchrun(
+        tmp_path,
         *("train", "inr-classify", "--inrs", str(inrs), "--model", "np", "--out", str(run)),
         *("--epochs", "2", "--batch-size", "8"),
     )
+    assert rank1 == []
+    assert {"config.json", "metrics.json", "confusion.png", "predictions.csv"} <= set(rank0)
     assert epochs_logged(run) == [1, 2]
     trained = json.loads((run / "metrics.json").read_text())
     assert trained["n_test"] == 24 and sum(map(sum, trained["confusion_matrix"])) == 24
@@ -61,11 +86,13 @@ def test_inr_classification_under_torchrun(tmp_path: Path) -> None:
 def test_generalization_under_torchrun(tmp_path: Path) -> None:
     zoo = digits_zoo(tmp_path / "zoo", 48, 16, limit_train=128, limit_test=64)
     run = tmp_path / "run"
-    torchrun(
+    rank0, rank1 = torchrun(
+        tmp_path,
         *("train", "generalization", "--zoo", str(zoo), "--model", "hnp", "--out", str(run)),
-        "--epochs",
-        "2",
+        *("--epochs", "2"),
     )
+    assert rank1 == []
+    assert {"config.json", "metrics.json", "scatter.png", "predictions.csv"} <= set(rank0)
     assert epochs_logged(run) == [1, 2]
     trained = json.loads((run / "metrics.json").read_text())
     again = evaluate(run, zoo)

@@ -1,11 +1,13 @@
 import json
 import math
+import shutil
 
 import pytest
 import torch
 
 from weightspace import NetworkSpec, WeightSpaceFeatures
 from weightspace.data.container import Zoo, fixed_split
+from weightspace.tasks import runner
 from weightspace.tasks.generalization import (
     GeneralizationConfig,
     build_predictor,
@@ -17,6 +19,7 @@ from weightspace.tasks.generalization import (
 from weightspace.tasks.metrics import kendall_tau
 
 SPEC = NetworkSpec((1, 4, 4, 3), ((3, 3), (3, 3), ()))
+TRAINED_FILES = ("metrics.json", "scatter.png", "predictions.csv", "config.json", "best.pt")
 
 
 def synthetic_zoo(n: int = 150, spec: NetworkSpec = SPEC, seed: int = 0) -> Zoo:
@@ -97,13 +100,36 @@ def test_run_files_and_metrics(zoo, hnp_run):
     assert task["hidden_channels"] == [8, 8] and task["head_hidden"] == [32]
 
 
-def test_evaluate_reproduces_metrics(zoo, hnp_run):
+def test_evaluate_reproduces_metrics_beside_the_runs_own(zoo, hnp_run):
+    """#2: evaluate writes RUN/eval/<zoo name>/, never over the training run's results."""
     out, metrics = hnp_run
+    own = {name: (out / name).read_bytes() for name in TRAINED_FILES}
     again = evaluate(out, zoo)
     for key in ("kendall_tau", "r2", "mae"):
         assert again[key] == pytest.approx(metrics[key], abs=1e-6)
     assert again["n_test"] == metrics["n_test"]
-    assert json.loads((out / "metrics.json").read_text())["kendall_tau"] == again["kendall_tau"]
+    assert {name: (out / name).read_bytes() for name in TRAINED_FILES} == own
+    assert json.loads((out / "metrics.json").read_text())["best_epoch"] == metrics["best_epoch"]
+    folder = out / "eval" / "syn"  # the zoo's name (an in-memory zoo: info["path"])
+    assert again["out"] == str(folder)
+    assert json.loads((folder / "metrics.json").read_text()) == json.loads(json.dumps(again))
+    assert (folder / "scatter.png").is_file() and (folder / "predictions.csv").is_file()
+
+
+def test_evaluate_names_each_zoo_apart(tmp_path, hnp_run):
+    out, _ = hnp_run
+    run = tmp_path / "run"
+    shutil.copytree(out, run)
+    saved = []
+    for path in (tmp_path / "a" / "zoo", tmp_path / "b" / "zoo", tmp_path / "a" / "zoo"):
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "zoo.json").write_text("{}")
+        saved.append(runner.eval_folder(run, str(path)))
+        saved[-1].mkdir(parents=True, exist_ok=True)
+        (saved[-1] / "metrics.json").write_text(json.dumps({"source": str(path.resolve())}))
+    # Two zoos named zoo: the second gets a hash of its path; the first keeps its folder.
+    assert saved[0] == run / "eval" / "zoo" and saved[2] == saved[0]
+    assert saved[1].parent == run / "eval" and saved[1].name.startswith("zoo-")
 
 
 def test_rerun_resumes_and_rescores(zoo, hnp_run):
@@ -162,7 +188,7 @@ def test_errors(tmp_path, zoo):
     with pytest.raises(ValueError, match="zoo_kind"):
         GeneralizationConfig(zoo="z", model="hnp", out="o", zoo_kind="tf")
     missing = tmp_path / "missing"
-    with pytest.raises(ValueError, match=r"zoo folder .*missing' does not exist"):
+    with pytest.raises(ValueError, match=r"zoo .*missing' does not exist"):
         run_generalization(small("hnp", tmp_path / "run", zoo=str(missing)), progress=False)
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -186,31 +212,44 @@ def test_detect_zoo_kind(tmp_path):
         detect_zoo_kind(tmp_path / "c")
 
 
-def test_augmented_items_are_the_same_functions(tmp_path):
-    """ZooDataset(augment=True): each draw is another set of weights for the same CNN."""
+def test_augmented_batches_are_the_same_functions(tmp_path):
+    """--augment: each training batch holds other weights for the same CNNs (tanh networks
+    flipped, ReLU networks rescaled), drawn per network; validation items are plain."""
+    from weightspace import collate
     from weightspace.data.zoo import load_zoo
     from weightspace.functional import forward
-    from weightspace.tasks.generalization import ZooDataset
+    from weightspace.tasks.generalization import Generalization
 
     from ._zoos import digits_zoo
 
     zoo = load_zoo(digits_zoo(tmp_path / "zoo", 8, 8, limit_train=64, limit_test=32))
-    activations = {row["activation"] for row in zoo.metadata}
-    assert activations == {"relu", "tanh"}  # both symmetries get exercised
-    plain, augmented = ZooDataset(zoo), ZooDataset(zoo, augment=True)
-    x = torch.randn(5, 1, 8, 8)
+    activations = [row["activation"] for row in zoo.metadata]
+    assert set(activations) == {"relu", "tanh"}  # both symmetries get exercised
+    task = Generalization({"augment": True, "model": "hnp", "spec": zoo.spec.to_dict()})
+    train, plain = task.items(zoo, train=True), task.items(zoo, train=False)
+    assert len(plain[0]) == 2 and len(train[0]) == 3
+    batch = collate([train[i] for i in range(len(zoo))])
+    seen = []
+    model = torch.nn.Module()
+    model.forward = lambda features: seen.append(features) or torch.zeros(len(zoo), 1)
     torch.manual_seed(0)
-    for i in range(len(zoo)):
-        (a, ya), (b, yb) = plain[i], augmented[i]
-        assert torch.equal(ya, yb)
+    task.objective()(model, batch, 1)
+    (augmented,) = seen
+    x = torch.randn(5, 1, 8, 8)
+    for i, act in enumerate(activations):
+        a, b = zoo.features[i], augmented[i]
         assert not torch.equal(a.weights[1], b.weights[1])
-        act = zoo.metadata[i]["activation"]
+        flipped = torch.equal(a.weights[0].abs(), b.weights[0].abs())
+        assert flipped == (act == "tanh")  # a sign flip keeps magnitudes, a rescale does not
         torch.testing.assert_close(
             forward(b, x, act, stride=2, padding=1),
             forward(a, x, act, stride=2, padding=1),
             rtol=1e-4,
             atol=1e-5,
         )
+    model.eval()
+    task.objective()(model, batch, 1)  # not in training: not augmented
+    assert all(torch.equal(p, q) for p, q in zip(seen[1].tensors, zoo.features.tensors))
     bad = Zoo(zoo.spec, zoo.features, zoo.test_accuracy, [{"index": 3}] * 8, zoo.split)
     with pytest.raises(ValueError, match="network 3 has activation None; symmetry augmentation"):
-        ZooDataset(bad, augment=True)
+        task.items(bad, train=True)

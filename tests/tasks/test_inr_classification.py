@@ -32,6 +32,7 @@ from weightspace.models import FlatMLP, InvariantNFN
 from weightspace.tasks.inr_classification import (
     MODELS,
     PAPER_CONFIG,
+    InrClassification,
     InrClassifier,
     InrClassifyConfig,
     build_classifier,
@@ -143,9 +144,9 @@ def test_models_are_the_named_architectures() -> None:
     assert "IOEncoding" not in repr(hnp_model.net.encoder)
     fourier = build_classifier("np", SIREN_SPEC, 3, hidden_channels=(4,), fourier_features=8)
     assert "GaussianFourierFeatures" in repr(fourier.net.encoder)
-    for name, augment in (("mlp", False), ("mlp-aug", True)):
+    for name in ("mlp", "mlp-aug"):  # the same network; mlp-aug trains on permuted SIRENs
         model = build_classifier(name, SIREN_SPEC, 10, head_hidden=(8,))
-        assert isinstance(model.net, FlatMLP) and model.augment is augment
+        assert isinstance(model.net, FlatMLP)
     x = random_features(SIREN_SPEC, 5, dtype=torch.float32)
     assert np_model(x).shape == (5, 10) and fourier(x).shape == (5, 3)
 
@@ -153,13 +154,20 @@ def test_models_are_the_named_architectures() -> None:
 def test_evaluate_reproduces_the_test_accuracy(runs, digits_inrs, tmp_path) -> None:
     for model in ("np", "mlp-aug"):
         trained = runs[model][1]
-        out = tmp_path / model  # a copy: the run's own metrics.json stays as trained
+        out = tmp_path / model
         shutil.copytree(runs[model][0], out)
+        own = {
+            f: (out / f).read_bytes() for f in ("metrics.json", "confusion.png", "predictions.csv")
+        }
         evaluated = evaluate_inrs(out, digits_inrs)
         assert evaluated["test_accuracy"] == trained["test_accuracy"]
         assert evaluated["confusion_matrix"] == trained["confusion_matrix"]
         assert evaluated["run"] == str(out) and evaluated["inrs"] == str(digits_inrs)
-        assert json.loads((out / "metrics.json").read_text())["run"] == str(out)
+        # #2: beside the run's own results, under the INR folder's name; those stay as trained.
+        folder = out / "eval" / digits_inrs.name
+        assert json.loads((folder / "metrics.json").read_text())["run"] == str(out)
+        assert (folder / "confusion.png").is_file() and (folder / "predictions.csv").is_file()
+        assert {f: (out / f).read_bytes() for f in own} == own
         # The in-memory dataset gives the same.
         again = evaluate_inrs(out, load_inrs(digits_inrs))
         assert again["test_accuracy"] == trained["test_accuracy"]
@@ -228,21 +236,28 @@ def test_the_flat_mlp_is_not_invariant() -> None:
         assert invariance_error(mlp, SIREN_SPEC, "hnp") > 1e-4
 
 
+def augmented_batch(model: str, x: WeightSpaceFeatures, *, training: bool = True, **settings):
+    """What the classifier's network sees of batch ``x`` under the task's training objective."""
+    task = InrClassification({"model": model, "spec": SIREN_SPEC.to_dict(), **settings})
+    classifier = build_classifier(model, SIREN_SPEC, 10, head_hidden=(8,)).double()
+    seen: list[WeightSpaceFeatures] = []
+    classifier.net.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    classifier.train(training)
+    task.objective()(classifier, (x, torch.zeros(x.batch_size, dtype=torch.long)), 1)
+    return seen[0]
+
+
 def test_mlp_aug_permutes_each_example_in_training_only(digits_inrs) -> None:
     torch.manual_seed(0)
     siren = load_inrs(digits_inrs).features[:1].to(torch.float64)
     x = WeightSpaceFeatures.cat([siren] * 4)  # four copies of one SIREN
-    seen: list[WeightSpaceFeatures] = []
-    for name in ("mlp-aug", "mlp"):
-        model = build_classifier(name, SIREN_SPEC, 10, head_hidden=(8,)).double()
-        model.net.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
-        model.train()
-        model(x)
-        model.eval()
-        model(x)
-    aug_train, aug_eval, mlp_train, mlp_eval = seen
+    aug_train = augmented_batch("mlp-aug", x)
     # Without statistics the standardisation is the identity: the hook sees the raw weights.
-    for same in (aug_eval, mlp_train, mlp_eval):
+    for same in (
+        augmented_batch("mlp-aug", x, training=False),
+        augmented_batch("mlp", x),
+        augmented_batch("mlp", x, training=False),
+    ):
         for a, b in zip(same.tensors, x.tensors):
             assert torch.equal(a, b)
     # Training mode: every copy is permuted differently, and the weights really change ...
@@ -259,6 +274,11 @@ def test_mlp_aug_permutes_each_example_in_training_only(digits_inrs) -> None:
         render(inconsistent_permutation(x, 1, torch.Generator().manual_seed(0)), 8, 8),
         render(x, 8, 8),
     )
+    # Sign flips (the NFNs' default) change signs only, and keep the image too.
+    flipped = augmented_batch("np", x, sign_flips=True)
+    assert not torch.equal(flipped.flatten(), x.flatten())
+    assert torch.equal(flipped.flatten().abs(), x.flatten().abs())
+    torch.testing.assert_close(render(flipped, 8, 8), render(x, 8, 8), atol=1e-10, rtol=0)
 
 
 # ------------------------------------------------------------------ learning
@@ -334,7 +354,9 @@ def test_config_errors() -> None:
         build_classifier("cnn", SIREN_SPEC, 10)
     with pytest.raises(ValueError, match="at least 2 classes"):
         build_classifier("np", SIREN_SPEC, 1)
-    with pytest.raises(ValueError, match="fourier_features applies to the NFN models"):
+    with pytest.raises(
+        ValueError, match="fourier_features must be None: it applies to the NFN models"
+    ):
         InrClassifyConfig(inrs="i", model="mlp", out="o", fourier_features=16)
     with pytest.raises(ValueError, match="source must be one of"):
         InrClassifyConfig(inrs="i", model="np", out="o", source="zip")

@@ -9,9 +9,11 @@ from sklearn.metrics import mean_absolute_error, r2_score
 
 from weightspace.tasks.metrics import (
     accuracy,
+    classification_metrics,
     confusion_matrix,
     kendall_tau,
     mae,
+    per_class_accuracy,
     r2,
     regression_metrics,
 )
@@ -99,3 +101,19 @@ def test_label_errors():
         accuracy([0, 1], [0, 1, 1])
     with pytest.raises(ValueError, match="integer class labels"):
         accuracy(torch.tensor([0.5, 1.0]), [0, 1])
+
+
+def test_per_class_accuracy_and_classification_metrics():
+    target = [0, 0, 1, 1, 1, 3]
+    pred = [0, 1, 1, 1, 0, 3]
+    # Class 2 has no examples: its accuracy is undefined, not 0 or 1.
+    assert per_class_accuracy(pred, target, 4) == [0.5, pytest.approx(2 / 3), None, 1.0]
+    logits = torch.nn.functional.one_hot(torch.tensor(pred), 4).double() * 5
+    m = classification_metrics(logits, torch.tensor(target), ["a", "b", "c", "d"], prefix="test_")
+    assert m["test_accuracy"] == pytest.approx(4 / 6) and m["n_test"] == 6
+    assert m["per_class_accuracy"] == {"a": 0.5, "b": pytest.approx(2 / 3), "c": None, "d": 1.0}
+    assert m["confusion_matrix"][1] == [1, 2, 0, 0] and m["majority_accuracy"] == 0.5
+    expected = torch.nn.functional.cross_entropy(logits.float(), torch.tensor(target))
+    assert m["test_loss"] == pytest.approx(float(expected))
+    with pytest.raises(ValueError, match=r"per_class_accuracy: pred labels must lie in \[0, 2\)"):
+        per_class_accuracy([0, 3], [0, 1], 2)

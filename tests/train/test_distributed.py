@@ -37,7 +37,30 @@ def metric(o, t):
 result = fit(model, items[:32], items[32:], loss_fn=mse, metric_fn=metric,
              config=TrainConfig(epochs=3, batch_size=4, lr=1e-2, progress=False),
              run_dir=out + "/run", restore_best=False)
+
+# Any objective with tuple outputs: its logs are averaged over both ranks' batches, its
+# validation loss over the whole validation set (each item once), its metric on gathered outputs.
+class Pair(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 1), nn.Linear(4, 1)
+    def forward(self, x):
+        return self.a(x).reshape(-1), self.b(x).reshape(-1)
+
+def objective(m, batch, epoch):
+    x, t = batch
+    a, b = m(x)
+    return ((a - t) ** 2).mean() + epoch * ((b - t) ** 2).mean(), {"n": float(len(t)), "w": epoch}
+
+pair_seen = []
+torch.manual_seed(0)
+pair = fit(Pair(), items[:32], items[32:], objective=objective,
+           metric_fn=lambda o, t: pair_seen.append((o[0].shape[0], o[1].shape[0], t.clone())) or 0.0,
+           config=TrainConfig(epochs=2, batch_size=4, lr=1e-2, progress=False),
+           run_dir=out + "/pair")
 torch.save({
+    "pair_history": pair.history,
+    "pair_seen": pair_seen,
     "params": model.state_dict(),
     "world": world,
     "device": str(device),
@@ -83,6 +106,19 @@ def test_two_processes_train_in_step(tmp_path):
         assert r["val_targets"].shape == (3, 13)
         assert torch.equal(r["val_targets"], y[32:].expand(3, 13))
         assert r["history"] == [row["val_metric"] for row in rows]
+    for r in ranks:
+        assert [h["w"] for h in r["pair_history"]] == [1.0, 2.0]
+        assert [h["val_w"] for h in r["pair_history"]] == [1.0, 2.0]
+        assert [(a, b) for a, b, _ in r["pair_seen"]] == [(13, 13), (13, 13)]
+        assert all(torch.equal(t, y[32:]) for _, _, t in r["pair_seen"])
+        # Batch sizes, weighted by themselves over both ranks: 7 items (4 + 3) on rank 0 and 6
+        # (4 + 2) on rank 1 cover the 13 validation items once, without the sampler's padding.
+        assert [h["val_n"] for h in r["pair_history"]] == [pytest.approx(45 / 13)] * 2
+        assert [h["n"] for h in r["pair_history"]] == [4.0, 4.0]
+    untimed = [
+        [{k: v for k, v in h.items() if k != "time"} for h in r["pair_history"]] for r in ranks
+    ]
+    assert untimed[0] == untimed[1]
     final = torch.load(run / "checkpoint.pt", weights_only=True)["model"]
     assert all(torch.equal(final[k], v) for k, v in ranks[0]["params"].items())
 

@@ -234,7 +234,8 @@ def test_predict_runs_in_eval_mode():
     data = make_data(10)
     out, y = predict(model, data, batch_size=3)
     assert out.shape == (10, 1) and torch.equal(y, torch.stack([t for _, t in data]))
-    assert torch.allclose(out, predict(model, data, batch_size=10)[0])  # dropout is off
+    # Dropout is off: batching changes only the rounding.
+    assert torch.allclose(out, predict(model, data, batch_size=10)[0], atol=1e-6)
     assert model.training
 
 
@@ -311,3 +312,194 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
         assert a["train_loss"] == b["train_loss"] and a["val_metric"] == b["val_metric"]
     assert not [p for p in (tmp_path / "resumed").iterdir() if p.name.startswith(".")]
     assert math.isfinite(rows_res[-1]["train_loss"])
+
+
+# ------------------------------------------------------------------ any objective, any output
+def test_fit_trains_a_model_whose_output_is_weight_space_features(tmp_path):
+    """An equivariant layer learns to double a network's weights: output and target are
+    WeightSpaceFeatures, and the metric sees the whole validation set collated as features."""
+    from weightspace import NetworkSpec, WeightSpaceFeatures
+    from weightspace.nn import NPLinear
+    from weightspace.testing import random_features
+
+    spec = NetworkSpec((3, 5, 2))
+    x = random_features(spec, 40, dtype=torch.float32, generator=torch.Generator().manual_seed(0))
+    items = [(x[i], x[i] * 2.0) for i in range(40)]
+
+    def objective(model, batch, epoch):
+        inputs, targets = batch
+        out = model(inputs)
+        assert isinstance(out, WeightSpaceFeatures)
+        return sum(((a - b) ** 2).mean() for a, b in zip(out.tensors, targets.tensors)), {}
+
+    seen = []
+
+    def metric(outputs, targets):
+        seen.append((type(outputs), outputs.batch_size, targets.batch_size))
+        return -float(sum(((a - b) ** 2).mean() for a, b in zip(outputs.tensors, targets.tensors)))
+
+    torch.manual_seed(0)
+    result = fit(
+        NPLinear(spec, 1, 1),
+        items[:32],
+        items[32:],
+        objective=objective,
+        metric_fn=metric,
+        config=TrainConfig(epochs=6, batch_size=8, lr=1e-1, progress=False),
+        run_dir=tmp_path / "run",
+    )
+    rows = result.history
+    assert rows[-1]["train_loss"] < 0.2 * rows[0]["train_loss"]  # it learns
+    assert rows[-1]["val_loss"] < rows[0]["val_loss"]
+    assert seen == [(WeightSpaceFeatures, 8, 8)] * 6
+    assert result.best_metric == pytest.approx(max(r["val_metric"] for r in rows))
+    outputs, targets = predict(result_model := NPLinear(spec, 1, 1), items[32:], batch_size=3)
+    assert isinstance(outputs, WeightSpaceFeatures) and outputs.batch_size == 8
+    assert isinstance(targets, WeightSpaceFeatures) and result_model.training
+
+
+class _TinyVAE(nn.Module):
+    """4 → (mean, log-variance) of a 2-d code → 4; returns (reconstruction, mu, logvar)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enc, self.dec = nn.Linear(4, 4), nn.Linear(2, 4)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mu, logvar = self.enc(x).chunk(2, dim=1)
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if self.training else mu
+        return self.dec(z), mu, logvar
+
+
+def kl_weight(epoch: int) -> float:
+    return min(1.0, 0.25 * epoch)  # the KL term warms up over four epochs
+
+
+def vae_objective(model, batch, epoch):
+    x, _ = batch
+    recon, mu, logvar = model(x)
+    rec = ((recon - x) ** 2).sum(1).mean()
+    kl = (-0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(1)).mean()
+    beta = kl_weight(epoch)
+    return rec + beta * kl, {"recon": rec, "kl": kl, "kl_weight": beta}
+
+
+def test_fit_trains_a_tuple_output_with_an_epoch_dependent_loss_weight(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 2, generator=g) @ torch.randn(2, 4, generator=g)  # rank-2 data
+    items = [(row, torch.tensor(0)) for row in x]
+    shapes = []
+
+    def metric(outputs, targets):
+        recon, mu, logvar = outputs
+        shapes.append((recon.shape, mu.shape, logvar.shape, targets.shape))
+        return -float(((recon - x[48:]) ** 2).sum(1).mean())
+
+    torch.manual_seed(0)
+    result = fit(
+        _TinyVAE(),
+        items[:48],
+        items[48:],
+        objective=vae_objective,
+        metric_fn=metric,
+        config=TrainConfig(epochs=6, batch_size=8, lr=2e-2, progress=False),
+        run_dir=tmp_path / "vae",
+    )
+    rows = read_lines(tmp_path / "vae" / "metrics.jsonl")
+    assert rows == result.history
+    # The weight the objective used at each epoch, averaged into the log: it was applied.
+    assert [r["kl_weight"] for r in rows] == [kl_weight(e) for e in range(1, 7)]
+    assert [r["val_kl_weight"] for r in rows] == [kl_weight(e) for e in range(1, 7)]
+    for r in rows:
+        assert r["train_loss"] == pytest.approx(r["recon"] + r["kl_weight"] * r["kl"], rel=1e-6)
+        assert r["val_loss"] == pytest.approx(r["val_recon"] + r["kl_weight"] * r["val_kl"])
+    assert rows[-1]["recon"] < 0.5 * rows[0]["recon"]  # it learns to reconstruct
+    assert shapes == [((16, 4), (16, 2), (16, 2), (16,))] * 6
+
+
+def test_optimizer_factory_and_its_checkpoint(tmp_path):
+    data = make_data()
+    sgd = lambda params: torch.optim.SGD(params, lr=0.05, momentum=0.5)  # noqa: E731
+    cfg = TrainConfig(epochs=3, batch_size=8, progress=False)
+    result = fit(
+        make_model(), data[:32], data[32:], loss_fn=mse, optimizer=sgd, config=cfg,
+        run_dir=tmp_path / "run",
+    )  # fmt: skip
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert ckpt["optimizer_class"] == "SGD"
+    assert ckpt["optimizer"]["param_groups"][0]["lr"] == 0.05  # not TrainConfig.lr
+    with pytest.raises(ValueError, match="holds the state of a SGD optimiser, this run uses Adam"):
+        fit(make_model(), data[:32], data[32:], loss_fn=mse, config=cfg, run_dir=tmp_path / "run")
+    with pytest.raises(TypeError, match="returned a list, not an Optimizer"):
+        fit(
+            make_model(), data[:32], None, loss_fn=mse, optimizer=lambda p: list(p), config=cfg,
+            run_dir=tmp_path / "other",
+        )  # fmt: skip
+    with pytest.raises(TypeError, match="exactly one of objective= and loss_fn="):
+        fit(make_model(), data, None, config=cfg, run_dir=tmp_path / "none")
+
+
+def test_objective_logs_are_checked(tmp_path):
+    data = make_data()
+    cfg = TrainConfig(epochs=1, batch_size=8, progress=False)
+
+    def reserved(model, batch, epoch):
+        x, y = batch
+        return mse(model(x), y), {"time": 1.0}
+
+    with pytest.raises(ValueError, match=r"logs may not be named \['time'\]"):
+        fit(make_model(), data, None, objective=reserved, config=cfg, run_dir=tmp_path / "a")
+    calls = iter(range(100))
+
+    def changing(model, batch, epoch):
+        x, y = batch
+        return mse(model(x), y), {f"k{min(next(calls), 1)}": 1.0}
+
+    with pytest.raises(ValueError, match=r"logged \['k1'\], before \['k0'\]"):
+        fit(make_model(), data, None, objective=changing, config=cfg, run_dir=tmp_path / "b")
+
+    def text(model, batch, epoch):
+        x, y = batch
+        return mse(model(x), y), {"note": "fine"}
+
+    with pytest.raises(ValueError, match="objective log 'note': expected a number, got str"):
+        fit(make_model(), data, None, objective=text, config=cfg, run_dir=tmp_path / "c")
+
+
+def test_collate_outputs():
+    from weightspace.train import collate_outputs
+
+    a = {"x": torch.ones(2, 3), "pair": (torch.zeros(2), None)}
+    b = {"x": torch.zeros(1, 3), "pair": (torch.ones(1), None)}
+    out = collate_outputs([a, b])
+    assert out["x"].shape == (3, 3) and torch.equal(out["pair"][0], torch.tensor([0.0, 0, 1]))
+    assert out["pair"][1] is None
+    with pytest.raises(TypeError, match=r"outputs\['s'\]: cannot collate a str"):
+        collate_outputs([{"s": "a"}, {"s": "b"}])
+    with pytest.raises(TypeError, match=r"outputs\[0\]: a 0-d tensor per batch"):
+        collate_outputs([(torch.tensor(1.0),), (torch.tensor(2.0),)])
+
+
+def test_a_checkpoint_that_needs_code_is_refused_without_pytorchs_hint(tmp_path):
+    """#9b: never suggest re-running with weights_only=False."""
+    import argparse
+
+    run(tmp_path, epochs=1)
+    ckpt = tmp_path / "run" / "checkpoint.pt"
+    state = load_checkpoint(ckpt)
+    torch.save({**state, "args": argparse.Namespace(lr=1.0)}, ckpt)  # unpickling runs code
+    for path in (ckpt, tmp_path / "run" / "best.pt"):
+        if path.name == "best.pt":
+            torch.save({"model": state["model"], "x": argparse.Namespace()}, path)
+        with pytest.raises(ValueError) as err:
+            load_checkpoint(path)
+        message = str(err.value)
+        assert message.startswith(f"{path}: not a readable weightspace checkpoint")
+        assert "needs code to unpickle (argparse.Namespace)" in message
+        assert "weights_only" not in message and "False" not in message
+        assert "still be loaded" not in message  # PyTorch's advice to load it anyway
+        assert "\n" not in message
+    with pytest.raises(ValueError, match="needs code to unpickle") as err:
+        run(tmp_path, epochs=1)  # resuming reads checkpoint.pt
+    assert "weights_only" not in str(err.value)

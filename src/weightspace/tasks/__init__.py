@@ -1,31 +1,39 @@
-"""Tasks: what a predictor is trained to do, and how it is scored."""
+"""Tasks: what a model on weights is trained to do, and how it is scored.
 
-from weightspace.tasks.generalization import (
-    GeneralizationConfig,
-    build_predictor,
-    evaluate,
-    load_any_zoo,
-    run_generalization,
-)
+:mod:`~weightspace.tasks.base` says what a task is, :mod:`~weightspace.tasks.runner` runs any
+task, :mod:`~weightspace.tasks.registry` lists them; one module per task
+(:mod:`~weightspace.tasks.generalization`, :mod:`~weightspace.tasks.inr_classification`).
+"""
+
+from weightspace.tasks.base import Items, Task, TaskConfig
+from weightspace.tasks.generalization import GeneralizationConfig, run_generalization
+from weightspace.tasks.inr_classification import InrClassifyConfig, run_inr_classification
 from weightspace.tasks.metrics import (
     accuracy,
     confusion_matrix,
     kendall_tau,
     mae,
+    per_class_accuracy,
     r2,
     regression_metrics,
 )
+from weightspace.tasks.registry import TASKS, register
 
 __all__ = [
+    "TASKS",
     "GeneralizationConfig",
+    "InrClassifyConfig",
+    "Items",
+    "Task",
+    "TaskConfig",
     "accuracy",
-    "build_predictor",
     "confusion_matrix",
-    "evaluate",
     "kendall_tau",
-    "load_any_zoo",
     "mae",
+    "per_class_accuracy",
     "r2",
+    "register",
     "regression_metrics",
     "run_generalization",
+    "run_inr_classification",
 ]

@@ -1,21 +1,40 @@
 """Evaluation metrics: rank correlation and regression errors, accuracy and confusion matrices.
 
-Every function takes tensors, NumPy arrays or sequences, compares them as flat float64 vectors
-(or integer labels), and returns a Python ``float`` (or a tensor for the confusion matrix).
+The arithmetic is scikit-learn's (``r2_score``, ``mean_absolute_error``, ``accuracy_score``,
+``confusion_matrix``, ``recall_score``) and SciPy's (``kendalltau``). What this module adds is
+the same handling for every task: tensors, NumPy arrays or sequences are compared as flat
+float64 vectors (or integer labels, argmax of scores), shapes are checked with errors that name
+the function, and a metric that is undefined (a constant target, a class without examples) is
+NaN or ``None``, never a number that looks good.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
+from scipy.stats import kendalltau
+from sklearn.metrics import accuracy_score, mean_absolute_error, r2_score, recall_score
+from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 from torch import Tensor
 
-__all__ = ["accuracy", "confusion_matrix", "kendall_tau", "mae", "r2", "regression_metrics"]
+__all__ = [
+    "accuracy",
+    "classification_metrics",
+    "confusion_matrix",
+    "kendall_tau",
+    "mae",
+    "per_class_accuracy",
+    "r2",
+    "regression_metrics",
+]
 
 ArrayLike = Tensor | np.ndarray | Sequence[float]
+Labels = Tensor | np.ndarray | Sequence[int]
 
 
 def _vector(x: ArrayLike, name: str) -> np.ndarray:
@@ -49,8 +68,6 @@ def kendall_tau(pred: ArrayLike, target: ArrayLike) -> float:
     pred, target:
         ``(N,)`` or ``(N, 1)``.
     """
-    from scipy.stats import kendalltau
-
     p, t = _pair(pred, target, "kendall_tau")
     if p.size < 2 or np.ptp(p) == 0 or np.ptp(t) == 0:
         return float("nan")
@@ -60,10 +77,10 @@ def kendall_tau(pred: ArrayLike, target: ArrayLike) -> float:
 
 
 def r2(pred: ArrayLike, target: ArrayLike) -> float:
-    """Coefficient of determination ``1 - Σ(t - p)² / Σ(t - mean t)²``.
+    """Coefficient of determination ``1 - Σ(t - p)² / Σ(t - mean t)²`` (scikit-learn's).
 
     1 is perfect, 0 is as good as predicting the mean, and it is negative when worse. NaN for a
-    constant target (the ratio is undefined).
+    constant target (the ratio is undefined; scikit-learn would report 0 or 1).
 
     Parameters
     ----------
@@ -71,14 +88,13 @@ def r2(pred: ArrayLike, target: ArrayLike) -> float:
         ``(N,)`` or ``(N, 1)``.
     """
     p, t = _pair(pred, target, "r2")
-    ss_tot = float(np.sum((t - t.mean()) ** 2))
-    if ss_tot == 0.0:
+    if np.ptp(t) == 0:
         return float("nan")
-    return 1.0 - float(np.sum((t - p) ** 2)) / ss_tot
+    return float(r2_score(t, p))
 
 
 def mae(pred: ArrayLike, target: ArrayLike) -> float:
-    """Mean absolute error ``mean |p - t|``.
+    """Mean absolute error ``mean |p - t|`` (scikit-learn's).
 
     Parameters
     ----------
@@ -86,7 +102,7 @@ def mae(pred: ArrayLike, target: ArrayLike) -> float:
         ``(N,)`` or ``(N, 1)``.
     """
     p, t = _pair(pred, target, "mae")
-    return float(np.mean(np.abs(p - t)))
+    return float(mean_absolute_error(t, p))
 
 
 def regression_metrics(pred: ArrayLike, target: ArrayLike) -> dict[str, float]:
@@ -98,7 +114,7 @@ def regression_metrics(pred: ArrayLike, target: ArrayLike) -> dict[str, float]:
     }
 
 
-def _labels(x: Tensor | np.ndarray | Sequence[int], name: str) -> Tensor:
+def _labels(x: Labels, name: str) -> Tensor:
     t = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x).detach().cpu()
     if t.ndim == 2:  # logits or scores: (N, num_classes)
         t = t.argmax(dim=1)
@@ -111,23 +127,36 @@ def _labels(x: Tensor | np.ndarray | Sequence[int], name: str) -> Tensor:
     return t.long()
 
 
-def accuracy(
-    pred: Tensor | np.ndarray | Sequence[int], target: Tensor | np.ndarray | Sequence[int]
-) -> float:
+def _label_pair(
+    pred: Labels, target: Labels, who: str, num_classes: int | None = None
+) -> tuple[np.ndarray, np.ndarray, int]:
+    p, t = _labels(pred, f"{who}: pred"), _labels(target, f"{who}: target")
+    if p.shape != t.shape or p.numel() == 0:
+        raise ValueError(
+            f"{who}: pred has {p.numel()} labels, target has {t.numel()} (need equal, nonzero)"
+        )
+    if num_classes is None:
+        num_classes = int(max(p.max().item(), t.max().item())) + 1
+    for name, labels in (("pred", p), ("target", t)):
+        if labels.min() < 0 or labels.max() >= num_classes:
+            raise ValueError(
+                f"{who}: {name} labels must lie in [0, {num_classes}), got "
+                f"[{labels.min().item()}, {labels.max().item()}]"
+            )
+    return p.numpy(), t.numpy(), num_classes
+
+
+def accuracy(pred: Labels, target: Labels) -> float:
     """Fraction of correct labels; ``pred`` may be labels ``(N,)`` or scores ``(N, classes)``."""
     p, t = _labels(pred, "accuracy: pred"), _labels(target, "accuracy: target")
     if p.shape != t.shape or p.numel() == 0:
         raise ValueError(
             f"accuracy: pred has {p.numel()} labels, target has {t.numel()} (need equal, nonzero)"
         )
-    return float((p == t).double().mean())
+    return float(accuracy_score(t.numpy(), p.numpy()))
 
 
-def confusion_matrix(
-    pred: Tensor | np.ndarray | Sequence[int],
-    target: Tensor | np.ndarray | Sequence[int],
-    num_classes: int | None = None,
-) -> Tensor:
+def confusion_matrix(pred: Labels, target: Labels, num_classes: int | None = None) -> Tensor:
     """Counts ``C[i, j]`` of examples with true class i predicted as class j.
 
     Parameters
@@ -143,18 +172,41 @@ def confusion_matrix(
     -------
     ``(num_classes, num_classes)`` int64 tensor; rows are true classes, as in scikit-learn.
     """
-    p, t = _labels(pred, "confusion_matrix: pred"), _labels(target, "confusion_matrix: target")
-    if p.shape != t.shape:
-        raise ValueError(f"confusion_matrix: pred has {p.numel()} labels, target has {t.numel()}")
-    if num_classes is None:
-        num_classes = int(max(p.max().item(), t.max().item())) + 1 if p.numel() else 0
-    for name, labels in (("pred", p), ("target", t)):
-        if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
-            raise ValueError(
-                f"confusion_matrix: {name} labels must lie in [0, {num_classes}), got "
-                f"[{labels.min().item()}, {labels.max().item()}]"
-            )
-    flat = t * num_classes + p
-    return torch.bincount(flat, minlength=num_classes * num_classes).reshape(
-        num_classes, num_classes
-    )
+    p, t, k = _label_pair(pred, target, "confusion_matrix", num_classes)
+    return torch.from_numpy(sk_confusion_matrix(t, p, labels=np.arange(k)).astype(np.int64))
+
+
+def per_class_accuracy(pred: Labels, target: Labels, num_classes: int) -> list[float | None]:
+    """Recall of each class (the share of its examples predicted as it); ``None`` for a class
+    with no examples."""
+    p, t, k = _label_pair(pred, target, "per_class_accuracy", num_classes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        recall = recall_score(t, p, labels=np.arange(k), average=None, zero_division=np.nan)
+    return [None if math.isnan(r) else float(r) for r in recall]
+
+
+def classification_metrics(
+    logits: Tensor, labels: Tensor, classes: Sequence[str], *, prefix: str = ""
+) -> dict[str, Any]:
+    """``{prefix}accuracy``, ``{prefix}loss`` (cross-entropy), ``per_class_accuracy`` (class →
+    recall, ``None`` for a class without examples), ``confusion_matrix`` (nested lists, rows:
+    true classes), ``classes``, ``n_{prefix}`` and ``majority_accuracy`` (the share of the
+    largest class: what a constant guess scores).
+
+    Shapes
+    ------
+    - logits: ``(N, K)``; labels: ``(N,)`` in ``0..K-1``; classes: K names
+    """
+    logits, labels = logits.detach().float().cpu(), labels.detach().cpu().long()
+    k, n = len(classes), len(labels)
+    matrix = confusion_matrix(logits, labels, num_classes=k)
+    return {
+        f"{prefix}accuracy": accuracy(logits, labels),
+        f"{prefix}loss": float(torch.nn.functional.cross_entropy(logits, labels)),
+        "per_class_accuracy": dict(zip(classes, per_class_accuracy(logits, labels, k))),
+        "confusion_matrix": matrix.tolist(),
+        "classes": list(classes),
+        f"n_{prefix.rstrip('_') or 'examples'}": n,
+        "majority_accuracy": float(matrix.sum(dim=1).max()) / n,
+    }

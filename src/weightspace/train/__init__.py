@@ -10,23 +10,26 @@ from weightspace.train.distributed import (
 )
 from weightspace.train.loop import (
     FitResult,
+    Objective,
+    Supervised,
     TrainConfig,
-    atomic_path,
+    collate_outputs,
     fit,
     load_checkpoint,
     predict,
     resolve_device,
-    save_atomic,
     seed_everything,
+    split_batch,
     to_device,
-    write_json_atomic,
 )
 
 __all__ = [
     "FitResult",
+    "Objective",
+    "Supervised",
     "TrainConfig",
-    "atomic_path",
     "cleanup_distributed",
+    "collate_outputs",
     "fit",
     "get_rank",
     "get_world_size",
@@ -36,8 +39,7 @@ __all__ = [
     "load_checkpoint",
     "predict",
     "resolve_device",
-    "save_atomic",
     "seed_everything",
+    "split_batch",
     "to_device",
-    "write_json_atomic",
 ]

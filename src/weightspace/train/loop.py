@@ -1,33 +1,40 @@
-"""One training loop for every task: Adam, checkpoints, resume, early stopping, DDP.
+"""One training loop for every task: any objective, any optimiser, checkpoints, resume, DDP.
 
-:func:`fit` trains a model on a dataset of ``(input, target)`` pairs and keeps everything it
-needs to continue in a run folder::
+:func:`fit` minimises an *objective* ``objective(model, batch, epoch) -> (loss, logs)`` over a
+dataset and keeps everything it needs to continue in a run folder::
 
     run_dir/config.json      the TrainConfig and the task's own config; a rerun must match it
-    run_dir/metrics.jsonl    one JSON line per epoch: epoch, train_loss, val_loss, val_metric, time
+    run_dir/metrics.jsonl    one JSON line per epoch: epoch, train_loss, val_loss, val_metric,
+                             best_metric, time, and the objective's logs averaged over the epoch
     run_dir/checkpoint.pt    after every epoch: model, optimizer, epoch, best metric, RNG states,
                              bad-epochs counter, history (written atomically)
     run_dir/best.pt          the model state with the best validation metric so far
 
+The objective sees the collated batch (on the device) and the 1-based epoch, so a loss may change
+with the epoch (a KL weight that warms up, a curriculum). ``loss_fn(outputs, targets)`` is the
+shorthand for the common case of ``(input, target)`` items (:class:`Supervised`). Validation
+predictions are collated whatever the model returns (tensors, :class:`WeightSpaceFeatures`,
+tuples and dicts of them, see :func:`collate_outputs`) and scored by ``metric_fn``.
+
 Calling :func:`fit` again on the same folder continues from ``checkpoint.pt``; an interrupted run
-resumed this way ends with the same weights as one that ran through. Every file is written to a
-temporary name and moved into place, so a run killed at any moment leaves readable files.
+resumed this way ends with the same weights as one that ran through. Every file is written
+through :func:`weightspace.io.atomic_path`, so a run killed at any moment leaves readable files.
 Checkpoints hold only tensors, numbers, strings and containers of them, and are read back with
 ``torch.load(..., weights_only=True)``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
 import os
 import pickle
 import random
+import re
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,25 +43,26 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from tqdm.auto import tqdm
 
-from weightspace.space.features import collate
+from weightspace.io import clean_temp_files, jsonable, save_torch, write_json, write_lines
+from weightspace.space.features import WeightSpaceFeatures, collate
 from weightspace.train import distributed
 
 __all__ = [
     "FitResult",
+    "Objective",
+    "Supervised",
     "TrainConfig",
-    "atomic_path",
+    "collate_outputs",
     "fit",
-    "jsonable",
     "load_checkpoint",
     "predict",
     "resolve_device",
-    "save_atomic",
     "seed_everything",
+    "split_batch",
     "to_device",
-    "write_json_atomic",
 ]
 
 #: TrainConfig fields that may change between a run and its resumption: they change where and
@@ -66,9 +74,18 @@ METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_FILE = "checkpoint.pt"
 BEST_FILE = "best.pt"
 _CHECKPOINT_FORMAT = 1
+#: Columns of metrics.jsonl that the loop writes; an objective's logs may not reuse them.
+_RESERVED_LOGS = ("epoch", "train_loss", "val_loss", "val_metric", "best_metric", "time")
 
-LossFn = Callable[[Tensor, Tensor], Tensor]
-MetricFn = Callable[[Tensor, Tensor], float | Tensor]
+#: ``objective(model, batch, epoch) -> (loss, logs)``: a scalar loss to minimise for one collated
+#: batch at a 1-based epoch, and a dict of floats to average over the epoch into metrics.jsonl.
+Objective = Callable[[nn.Module, Any, int], tuple[Tensor, Mapping[str, float]]]
+#: ``loss_fn(outputs, targets) -> scalar tensor``, averaged over the batch.
+LossFn = Callable[[Any, Any], Tensor]
+#: ``metric_fn(outputs, targets) -> float`` on the collated outputs of the whole validation set.
+MetricFn = Callable[[Any, Any], float | Tensor]
+#: ``optimizer(parameters) -> torch.optim.Optimizer``, e.g. ``lambda p: torch.optim.SGD(p, 0.1)``.
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
 
 @dataclass
@@ -82,7 +99,8 @@ class TrainConfig:
     batch_size:
         Examples per optimisation step, per process under DDP.
     lr, weight_decay:
-        Adam's learning rate and (L2) weight decay.
+        Learning rate and (L2) weight decay of the default optimiser (Adam); a task that passes
+        its own ``optimizer`` to :func:`fit` decides whether to use them.
     seed:
         Seeds ``torch``, ``numpy`` and ``random`` at the start of :func:`fit`; the training order
         of epoch e is a permutation drawn from ``seed + e``.
@@ -218,66 +236,30 @@ def to_device(obj: Any, device: torch.device) -> Any:
     return obj
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success move it onto ``path`` in one step.
-
-    A process killed while writing leaves the old file (or none), never a half-written one.
-
-    Examples
-    --------
-    >>> with atomic_path("run/scatter.png") as tmp:  # doctest: +SKIP
-    ...     fig.savefig(tmp, format="png")
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+_UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
 
 
-def save_atomic(obj: Any, path: str | os.PathLike[str]) -> None:
-    """``torch.save(obj, path)`` through a temporary file (see :func:`atomic_path`)."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def jsonable(obj: Any) -> Any:
-    """``obj`` made JSON-safe: non-finite floats become ``None`` (JSON has no NaN), tuples lists,
-    paths strings."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, Mapping):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, tuple | list):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
-def write_json_atomic(obj: Any, path: str | os.PathLike[str]) -> None:
-    """Write ``obj`` as indented JSON through a temporary file; NaN and ±inf become ``null``."""
-    text = json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n"
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-
-
-def _write_lines_atomic(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
-    text = "".join(json.dumps(jsonable(r), allow_nan=False) + "\n" for r in rows)
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
+def _refusal(err: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, without PyTorch's advice to load it
+    with ``weights_only=False`` (which would run whatever code the file names)."""
+    text = str(err)
+    found = _UNSAFE_GLOBAL.search(text)
+    if found:
+        return (
+            f"it needs code to unpickle ({found.group(1)}); weightspace reads only tensors and "
+            "plain data"
+        )
+    if "weights_only" in text or "Weights only load failed" in text:
+        return "it holds objects other than tensors and plain data"
+    first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+    return first
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a checkpoint written by :func:`fit` (``weights_only=True``: no code is unpickled).
 
-    Raises ``ValueError`` naming the file when it is missing, unreadable or not a dict.
+    Raises ``ValueError`` naming the file when it is missing, unreadable, needs code to unpickle
+    or is not a dict with a ``"model"`` state.
     """
     path = Path(path)
     if not path.is_file():
@@ -285,9 +267,9 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, EOFError, OSError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(
-            f"{path}: not a readable weightspace checkpoint ({first}); delete it to start over"
+            f"{path}: not a readable weightspace checkpoint ({_refusal(err)}); delete it to "
+            "start over"
         ) from None
     if not isinstance(obj, dict) or "model" not in obj:
         raise ValueError(f"{path}: expected a dict with a 'model' state dict")
@@ -370,11 +352,105 @@ def _check_config(path: Path, current: Mapping[str, Any]) -> None:
         )
 
 
+# ------------------------------------------------------------------- batches and outputs
+def split_batch(batch: Any, where: str = "fit") -> tuple[Any, Any]:
+    """``(inputs, targets)`` of a batch of ``(input, target)`` items; ``ValueError`` otherwise."""
+    if not isinstance(batch, tuple | list) or len(batch) != 2:
+        raise ValueError(
+            f"{where}: expected dataset items (input, target), got a collated batch of "
+            f"type {type(batch).__name__}"
+            + (f" with {len(batch)} fields" if isinstance(batch, tuple | list) else "")
+        )
+    return batch[0], batch[1]
+
+
+class Supervised:
+    """The objective of ``(input, target)`` items: ``loss_fn(model(input), target)``, no logs.
+
+    :func:`fit` recognises it and computes the validation loss from the collated validation
+    outputs, in the same pass as the metric.
+    """
+
+    def __init__(self, loss_fn: LossFn) -> None:
+        self.loss_fn = loss_fn
+
+    def __call__(self, model: nn.Module, batch: Any, epoch: int) -> tuple[Tensor, dict[str, float]]:
+        x, y = split_batch(batch, "fit")
+        return self.loss_fn(model(x), y), {}
+
+    def __repr__(self) -> str:
+        return f"Supervised({getattr(self.loss_fn, '__name__', self.loss_fn)!r})"
+
+
+def collate_outputs(parts: Sequence[Any]) -> Any:
+    """Concatenate per-batch model outputs (or targets) along the batch axis.
+
+    Tensors are concatenated, :class:`~weightspace.WeightSpaceFeatures` joined with
+    :meth:`~weightspace.WeightSpaceFeatures.cat`, tuples, lists and dicts field by field, and
+    ``None`` stays ``None``.
+
+    Shapes
+    ------
+    - parts: a sequence of outputs with leading batch axes ``B_1, B_2, …``
+    - returns: the same structure with leading axis ``B_1 + B_2 + …``
+
+    Raises ``TypeError`` naming the field that is none of these.
+    """
+    return _collate_outputs(list(parts), "outputs")
+
+
+def _collate_outputs(parts: list[Any], where: str) -> Any:
+    first = parts[0]
+    if isinstance(first, Tensor):
+        if first.ndim == 0:
+            raise TypeError(f"{where}: a 0-d tensor per batch has no batch axis to concatenate")
+        return torch.cat(parts)
+    if isinstance(first, WeightSpaceFeatures):
+        return WeightSpaceFeatures.cat(parts)
+    if first is None:
+        return None
+    if isinstance(first, tuple | list):
+        fields = [_collate_outputs(list(f), f"{where}[{i}]") for i, f in enumerate(zip(*parts))]
+        return type(first)(fields)
+    if isinstance(first, Mapping):
+        return {k: _collate_outputs([p[k] for p in parts], f"{where}[{k!r}]") for k in first}
+    raise TypeError(
+        f"{where}: cannot collate a {type(first).__name__}; expected a Tensor, "
+        "WeightSpaceFeatures, or a tuple, list or dict of them"
+    )
+
+
+def _map_tensors(fn: Callable[[Tensor], Tensor], obj: Any) -> Any:
+    """Apply ``fn`` to every tensor of a collated structure, keeping its shape."""
+    if isinstance(obj, Tensor):
+        return fn(obj)
+    if isinstance(obj, WeightSpaceFeatures):
+        return WeightSpaceFeatures.from_tensors([fn(t) for t in obj.tensors], obj.spec)
+    if isinstance(obj, tuple | list):
+        return type(obj)(_map_tensors(fn, o) for o in obj)
+    if isinstance(obj, Mapping):
+        return {k: _map_tensors(fn, v) for k, v in obj.items()}
+    return obj
+
+
+def _batch_len(batch: Any) -> int:
+    """Examples in a collated batch: the leading size of its first tensor or features."""
+    if isinstance(batch, Tensor):
+        return int(batch.shape[0]) if batch.ndim else 1
+    if isinstance(batch, WeightSpaceFeatures):
+        return batch.batch_size
+    if isinstance(batch, tuple | list) and batch:
+        return _batch_len(batch[0])
+    if isinstance(batch, Mapping) and batch:
+        return _batch_len(next(iter(batch.values())))
+    return 1
+
+
 # -------------------------------------------------------------------------- evaluation
 def _loader(
     dataset: Dataset,
     batch_size: int,
-    sampler: DistributedSampler,
+    sampler: Sampler,
     collate_fn: Callable[[list[Any]], Any],
     num_workers: int,
     generator: torch.Generator | None = None,
@@ -389,27 +465,30 @@ def _loader(
     )
 
 
-def _split_batch(batch: Any, where: str) -> tuple[Any, Tensor]:
-    if not isinstance(batch, tuple | list) or len(batch) != 2:
-        raise ValueError(
-            f"{where}: expected dataset items (input, target), got a collated batch of "
-            f"type {type(batch).__name__}"
-            + (f" with {len(batch)} fields" if isinstance(batch, tuple | list) else "")
-        )
-    return batch[0], batch[1]
+class _Shard(Sampler[int]):
+    """Positions ``rank, rank + world, …`` of a dataset: each once, no padding."""
+
+    def __init__(self, n: int, rank: int, world: int) -> None:
+        self.indices = range(rank, n, world)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
 
 
 @torch.no_grad()
-def _predict(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[Tensor, Tensor]:
+def _predict(model: nn.Module, loader: DataLoader, device: torch.device) -> tuple[Any, Any]:
     was_training = model.training
     model.eval()
     outputs, targets = [], []
     for batch in loader:
-        x, y = _split_batch(to_device(batch, device), "predict")
+        x, y = split_batch(to_device(batch, device), "predict")
         outputs.append(model(x))
         targets.append(y)
     model.train(was_training)
-    return torch.cat(outputs), torch.cat(targets)
+    return collate_outputs(outputs), _collate_outputs(targets, "targets")
 
 
 def predict(
@@ -419,13 +498,14 @@ def predict(
     batch_size: int = 64,
     device: str | torch.device | None = None,
     collate_fn: Callable[[list[Any]], Any] = collate,
-) -> tuple[Tensor, Tensor]:
+) -> tuple[Any, Any]:
     """Run ``model`` (in eval mode, without gradients) over a dataset of ``(input, target)``.
 
     Parameters
     ----------
     model:
-        Any module; it is moved to ``device``.
+        Any module; it is moved to ``device``. Its outputs may be tensors,
+        :class:`~weightspace.WeightSpaceFeatures`, or tuples/dicts of them.
     dataset:
         Items ``(input, target)``, collated by ``collate_fn``.
     batch_size:
@@ -435,15 +515,80 @@ def predict(
 
     Returns
     -------
-    ``(outputs, targets)``, concatenated over the dataset in order, on ``device``.
+    ``(outputs, targets)``, each concatenated over the dataset in order
+    (:func:`collate_outputs`), on ``device``.
     """
     if device is None:
         param = next(model.parameters(), None)
         device = param.device if param is not None else torch.device("cpu")
     device = resolve_device(device)
     model.to(device)
-    sampler = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=False)
-    return _predict(model, _loader(dataset, batch_size, sampler, collate_fn, 0), device)
+    loader = _loader(dataset, batch_size, _Shard(len(dataset), 0, 1), collate_fn, 0)  # type: ignore[arg-type]
+    return _predict(model, loader, device)
+
+
+class _Averages:
+    """Batch-size-weighted sums of the loss and the objective's logs, reduced over ranks."""
+
+    def __init__(self, device: torch.device, prefix: str = "") -> None:
+        self.device, self.prefix = device, prefix
+        self.keys: tuple[str, ...] | None = None
+        self.total: Tensor | None = None
+
+    def add(self, loss: Tensor, logs: Mapping[str, float], n: int, where: str) -> None:
+        keys = tuple(sorted(logs))
+        if self.keys is None:
+            bad = [k for k in keys if k in _RESERVED_LOGS]
+            if bad:
+                raise ValueError(f"{where}: the objective's logs may not be named {bad}")
+            self.keys = keys
+            self.total = torch.zeros(2 + len(keys), dtype=torch.float64, device=self.device)
+        elif keys != self.keys:
+            raise ValueError(
+                f"{where}: the objective logged {list(keys)}, before {list(self.keys)}"
+            )
+        assert self.total is not None
+        values = [loss.detach().double().reshape(()), *(_as_float(logs[k], k) for k in keys)]
+        row = torch.stack(
+            [torch.as_tensor(v, dtype=torch.float64, device=self.device) for v in values]
+        )
+        self.total[0] += n
+        self.total[1:] += row * n
+
+    def result(self, world: int) -> tuple[float, dict[str, float]]:
+        assert self.total is not None and self.keys is not None
+        if world > 1:
+            torch.distributed.all_reduce(self.total)
+        mean = (self.total[1:] / self.total[0]).tolist()
+        return mean[0], {self.prefix + k: v for k, v in zip(self.keys, mean[1:])}
+
+
+def _as_float(value: Any, key: str) -> Any:
+    if isinstance(value, Tensor):
+        if value.numel() != 1:
+            raise ValueError(
+                f"objective log {key!r}: expected a number, got shape {tuple(value.shape)}"
+            )
+        return value.detach().double().reshape(())
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"objective log {key!r}: expected a number, got {type(value).__name__}")
+    return float(value)
+
+
+@torch.no_grad()
+def _objective_on(
+    objective: Objective, model: nn.Module, loader: DataLoader, device: torch.device, epoch: int
+) -> tuple[float, dict[str, float]]:
+    """The objective's loss and logs averaged over a (sharded) validation set, in eval mode."""
+    was_training = model.training
+    model.eval()
+    sums = _Averages(device, prefix="val_")
+    for batch in loader:
+        batch = to_device(batch, device)
+        loss, logs = objective(model, batch, epoch)
+        sums.add(loss, logs, _batch_len(batch), "validation")
+    model.train(was_training)
+    return sums.result(distributed.get_world_size())
 
 
 def _better(metric: float, best: float | None, higher_is_better: bool) -> bool:
@@ -460,8 +605,10 @@ def fit(
     train_set: Dataset,
     val_set: Dataset | None,
     *,
-    loss_fn: LossFn,
+    objective: Objective | None = None,
+    loss_fn: LossFn | None = None,
     metric_fn: MetricFn | None = None,
+    optimizer: OptimizerFactory | None = None,
     config: TrainConfig,
     run_dir: str | os.PathLike[str],
     collate_fn: Callable[[list[Any]], Any] = collate,
@@ -469,7 +616,8 @@ def fit(
     task_config: Mapping[str, Any] | None = None,
     restore_best: bool = True,
 ) -> FitResult:
-    """Train ``model`` with Adam, checkpointing every epoch into ``run_dir``; resume if possible.
+    """Minimise an objective over ``train_set``, checkpointing every epoch into ``run_dir``;
+    resume if ``run_dir`` holds this run.
 
     Under ``torchrun`` (after :func:`~weightspace.train.distributed.init_distributed`) the model
     is wrapped in ``DistributedDataParallel``, each process trains on its shard of
@@ -482,14 +630,25 @@ def fit(
         The model; moved to the configured device and trained in place. Build it after seeding
         (:func:`seed_everything`) for reproducible initial weights.
     train_set, val_set:
-        Datasets of ``(input, target)`` items. ``val_set=None`` trains without validation:
-        ``best.pt`` then holds the last epoch's weights and ``patience`` is ignored.
+        Datasets whose items ``collate_fn`` batches. ``val_set=None`` trains without
+        validation: ``best.pt`` then holds the last epoch's weights and ``patience`` is ignored.
+    objective:
+        ``objective(model, batch, epoch) -> (loss, logs)`` (:data:`Objective`): the scalar loss of
+        a collated batch (already on the device) at the 1-based ``epoch``, and a dict of numbers
+        that is averaged over the epoch (weighted by batch size) into ``metrics.jsonl``; on the
+        validation set (eval mode, no gradients) it gives ``val_loss`` and ``val_<log>``.
     loss_fn:
-        ``loss_fn(outputs, targets) -> scalar tensor``, averaged over the batch.
+        Instead of ``objective``: ``loss_fn(outputs, targets)`` for ``(input, target)`` items
+        (:class:`Supervised`).
     metric_fn:
-        ``metric_fn(outputs, targets) -> float`` on the whole validation set (e.g. Kendall τ on
-        sigmoid outputs). ``None`` uses the validation loss, to be minimised. An undefined
-        (NaN) metric never counts as an improvement.
+        ``metric_fn(outputs, targets) -> float`` on the collated outputs of the whole validation
+        set (:func:`collate_outputs`; items must then be ``(input, target)``), e.g. Kendall τ.
+        ``None`` selects on the validation loss, to be minimised. An undefined (NaN) metric
+        never counts as an improvement.
+    optimizer:
+        ``optimizer(model.parameters()) -> torch.optim.Optimizer``; ``None`` is Adam with
+        ``config.lr`` and ``config.weight_decay``. A resume refuses a checkpoint of another
+        optimiser class.
     config:
         The :class:`TrainConfig`.
     run_dir:
@@ -512,25 +671,30 @@ def fit(
     ------
     ValueError
         ``run_dir`` holds a run with another config (the message names the fields), its
-        checkpoint is unreadable or for another model, a dataset is empty, or the training loss
-        became NaN/inf.
+        checkpoint is unreadable or for another model or optimiser, a dataset is empty, the
+        objective's logs are malformed, or the training loss became NaN/inf.
     """
+    if (objective is None) == (loss_fn is None):
+        raise TypeError("fit: pass exactly one of objective= and loss_fn=")
+    if objective is None:
+        objective = Supervised(loss_fn)  # type: ignore[arg-type]
+    supervised = isinstance(objective, Supervised)
     if metric_fn is None:
-        metric_fn, higher_is_better = loss_fn, False
+        higher_is_better = False
     if len(train_set) == 0:  # type: ignore[arg-type]
         raise ValueError("fit: train_set is empty")
     if val_set is not None and len(val_set) == 0:  # type: ignore[arg-type]
         raise ValueError("fit: val_set is empty (pass None to train without validation)")
     rank, world = distributed.get_rank(), distributed.get_world_size()
+    if val_set is not None and not supervised and len(val_set) < world:  # type: ignore[arg-type]
+        raise ValueError(f"fit: val_set has {len(val_set)} items for {world} processes")  # type: ignore[arg-type]
     main = rank == 0
     device = resolve_device(config.device)
     run_dir = Path(run_dir)
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         # Temporary files of a run killed mid-write: the files they were for are intact.
-        for name in (CONFIG_FILE, METRICS_FILE, CHECKPOINT_FILE, BEST_FILE):
-            for tmp in run_dir.glob(f".{name}.*.tmp"):
-                tmp.unlink(missing_ok=True)
+        clean_temp_files(run_dir, (CONFIG_FILE, METRICS_FILE, CHECKPOINT_FILE, BEST_FILE))
     distributed.barrier()
 
     # config.json: a rerun must describe the same run.
@@ -541,11 +705,16 @@ def fit(
     if config_path.exists():
         _check_config(config_path, full_config)
     elif main:
-        write_json_atomic(full_config, config_path)
+        write_json(full_config, config_path)
 
     seed_everything(config.seed)
     model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if optimizer is None:
+        opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    else:
+        opt = optimizer(model.parameters())
+        if not isinstance(opt, torch.optim.Optimizer):
+            raise TypeError(f"fit: optimizer() returned a {type(opt).__name__}, not an Optimizer")
     state: dict[str, Any] = {
         "epoch": 0,
         "best_metric": None,
@@ -556,23 +725,7 @@ def fit(
     }
     ckpt_path, best_path = run_dir / CHECKPOINT_FILE, run_dir / BEST_FILE
     if ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path)
-        missing = [k for k in ("optimizer", "rng", *state) if k not in ckpt]
-        if missing or ckpt.get("format") != _CHECKPOINT_FORMAT:
-            raise ValueError(
-                f"{ckpt_path}: missing entries {missing} or unknown format "
-                f"{ckpt.get('format')!r} (expected {_CHECKPOINT_FORMAT})"
-            )
-        try:
-            model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as err:
-            first = str(err).strip().splitlines()[0]
-            raise ValueError(
-                f"{ckpt_path}: holds a state for another model or optimizer ({first})"
-            ) from None
-        _set_rng_state(ckpt["rng"])
-        state = {k: ckpt[k] for k in state}
+        _resume(ckpt_path, model, opt, state)
     resumed_from = state["epoch"]
     # Every process has read the checkpoint before rank 0 can overwrite it.
     distributed.barrier()
@@ -589,16 +742,20 @@ def fit(
     train_loader = _loader(
         train_set, config.batch_size, train_sampler, collate_fn, config.num_workers, loader_gen
     )
-    val_loader = None
+    eval_batch = config.eval_batch_size or config.batch_size
+    n_val = 0 if val_set is None else len(val_set)  # type: ignore[arg-type]
+
+    def gather(t: Tensor) -> Tensor:
+        return distributed.gather_ordered(t, n_val)
+
+    predict_loader = loss_loader = None
     if val_set is not None:
-        val_sampler = DistributedSampler(val_set, num_replicas=world, rank=rank, shuffle=False)
-        val_loader = _loader(
-            val_set,
-            config.eval_batch_size or config.batch_size,
-            val_sampler,
-            collate_fn,
-            config.num_workers,
-        )
+        if supervised or metric_fn is not None:
+            sampler = DistributedSampler(val_set, num_replicas=world, rank=rank, shuffle=False)
+            predict_loader = _loader(val_set, eval_batch, sampler, collate_fn, config.num_workers)
+        if not supervised:
+            shard = _Shard(len(val_set), rank, world)  # type: ignore[arg-type]
+            loss_loader = _loader(val_set, eval_batch, shard, collate_fn, config.num_workers)
 
     show = config.progress and main and sys.stderr.isatty()
     bar = tqdm(
@@ -611,42 +768,48 @@ def fit(
             train_sampler.set_epoch(epoch)
             loader_gen.manual_seed(config.seed + epoch)
             net.train()
-            total = torch.zeros(2, dtype=torch.float64, device=device)
+            sums = _Averages(device)
             for step, batch in enumerate(
                 tqdm(train_loader, desc=f"epoch {epoch}", leave=False, disable=not show)
             ):
-                x, y = _split_batch(to_device(batch, device), "fit")
-                optimizer.zero_grad(set_to_none=True)
-                loss = loss_fn(net(x), y)
+                batch = to_device(batch, device)
+                opt.zero_grad(set_to_none=True)
+                loss, logs = objective(net, batch, epoch)
+                if not isinstance(loss, Tensor) or loss.numel() != 1:
+                    raise ValueError(
+                        f"fit: the objective must return a scalar loss tensor, got {loss!r}"
+                    )
                 if not torch.isfinite(loss):
                     raise ValueError(
                         f"fit: training loss is {loss.item()} at epoch {epoch}, batch {step}; "
                         "lower the learning rate or check the data for NaN/inf"
                     )
                 loss.backward()
-                optimizer.step()
-                total[0] += loss.detach().double() * len(y)
-                total[1] += len(y)
-            if world > 1:
-                torch.distributed.all_reduce(total)
-            train_loss = float(total[0] / total[1])
+                opt.step()
+                sums.add(loss, logs, _batch_len(batch), f"fit: epoch {epoch}, batch {step}")
+            train_loss, train_logs = sums.result(world)
 
             val_loss = metric = None
-            if val_loader is not None and val_set is not None:
-                outputs, targets = _predict(model, val_loader, device)
-                outputs = distributed.gather_ordered(outputs, len(val_set))  # type: ignore[arg-type]
-                targets = distributed.gather_ordered(targets, len(val_set))  # type: ignore[arg-type]
-                val_loss = float(loss_fn(outputs, targets))
-                metric = float(metric_fn(outputs, targets))
+            val_logs: dict[str, float] = {}
+            improved = True
+            if val_set is not None:
+                outputs = targets = None
+                if predict_loader is not None:
+                    outputs, targets = _predict(model, predict_loader, device)
+                    outputs, targets = _map_tensors(gather, outputs), _map_tensors(gather, targets)
+                if supervised:
+                    val_loss = float(objective.loss_fn(outputs, targets))  # type: ignore[union-attr]
+                else:
+                    assert loss_loader is not None
+                    val_loss, val_logs = _objective_on(objective, model, loss_loader, device, epoch)
+                metric = val_loss if metric_fn is None else float(metric_fn(outputs, targets))
                 improved = _better(metric, state["best_metric"], higher_is_better)
-            else:
-                improved = True
             first_best = state["best_epoch"] == 0
             if improved or first_best:
                 state["best_epoch"] = epoch
                 state["best_metric"] = metric if metric is not None and improved else None
             state["bad_epochs"] = 0 if improved else state["bad_epochs"] + 1
-            if val_loader is not None and config.patience is not None:
+            if val_set is not None and config.patience is not None:
                 state["stopped"] = state["bad_epochs"] >= config.patience
             state["epoch"] = epoch
             state["history"].append(
@@ -657,26 +820,28 @@ def fit(
                     "val_metric": metric,
                     "best_metric": state["best_metric"],
                     "time": time.perf_counter() - start,
+                    **train_logs,
+                    **val_logs,
                 }
             )
             if main:
                 # best.pt before checkpoint.pt: a kill in between redoes this epoch on resume.
                 if improved or first_best:
-                    save_atomic(
-                        {"model": model.state_dict(), "epoch": epoch, "metric": metric},
-                        best_path,
+                    save_torch(
+                        {"model": model.state_dict(), "epoch": epoch, "metric": metric}, best_path
                     )
-                save_atomic(
+                save_torch(
                     {
                         "format": _CHECKPOINT_FORMAT,
                         "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
+                        "optimizer": opt.state_dict(),
+                        "optimizer_class": type(opt).__name__,
                         "rng": _rng_state(),
                         **state,
                     },
                     ckpt_path,
                 )
-                _write_lines_atomic(state["history"], run_dir / METRICS_FILE)
+                write_lines(state["history"], run_dir / METRICS_FILE)
             bar.update(1)
             bar.set_postfix(
                 loss=f"{train_loss:.4g}", val="-" if metric is None else f"{metric:.4g}"
@@ -695,3 +860,32 @@ def fit(
         history=list(state["history"]),
         run_dir=run_dir,
     )
+
+
+def _resume(
+    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]
+) -> None:
+    """Load ``checkpoint.pt`` into the model, the optimiser, the RNGs and ``state``."""
+    ckpt = load_checkpoint(path)
+    missing = [k for k in ("optimizer", "rng", *state) if k not in ckpt]
+    if missing or ckpt.get("format") != _CHECKPOINT_FORMAT:
+        raise ValueError(
+            f"{path}: missing entries {missing} or unknown format "
+            f"{ckpt.get('format')!r} (expected {_CHECKPOINT_FORMAT})"
+        )
+    saved_class = ckpt.get("optimizer_class", type(optimizer).__name__)
+    if saved_class != type(optimizer).__name__:
+        raise ValueError(
+            f"{path}: holds the state of a {saved_class} optimiser, this run uses "
+            f"{type(optimizer).__name__}"
+        )
+    try:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as err:
+        first = str(err).strip().splitlines()[0]
+        raise ValueError(
+            f"{path}: holds a state for another model or optimizer ({first})"
+        ) from None
+    _set_rng_state(ckpt["rng"])
+    state.update({k: ckpt[k] for k in state})

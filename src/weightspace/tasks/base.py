@@ -1,0 +1,308 @@
+"""What a task is: its config, its data, its model, its objective, its scoring.
+
+A task module holds only what is its own. It subclasses :class:`TaskConfig` (its data folder,
+model and run folder, then its options) and :class:`Task` (loading the data, building the model
+from the settings saved in ``RUN/config.json``, the objective, the selection metric and the test
+scores with their plots), and adds one entry to :mod:`weightspace.tasks.registry`. The
+:mod:`~weightspace.tasks.runner` then trains, resumes, selects, scores and evaluates it, writes
+its files on rank 0, and the command line gets ``weightspace train NAME`` and ``weightspace
+evaluate --run RUN --DATA DIR`` for it. ``examples/minimal_task.py`` is a whole task in ~100
+lines.
+
+The data a task loads is any object with ``.spec`` (a :class:`~weightspace.NetworkSpec`),
+``.part(name)`` for ``"train"``, ``"val"`` and ``"test"``, ``.info`` (a dict) and ``len()``, as
+:class:`~weightspace.data.container.Zoo` and :class:`~weightspace.data.inr.InrDataset` are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from weightspace.space.spec import NetworkSpec
+from weightspace.train.loop import Objective, TrainConfig
+
+__all__ = [
+    "Items",
+    "Task",
+    "TaskConfig",
+    "auto_on_off",
+    "auto_or_count",
+    "invariant_model",
+    "option",
+    "positive_float",
+    "positive_int",
+]
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an int >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def auto_or_count(text: str) -> int | str | None:
+    """argparse type: ``"auto"``, or an int >= 0 where 0 means none (``None``)."""
+    if text == "auto":
+        return text
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected 'auto' or an integer >= 0, got {text!r}")
+    return int(text) or None
+
+
+def auto_on_off(text: str) -> bool | str:
+    """argparse type: ``"auto"``, ``"on"`` (True) or ``"off"`` (False)."""
+    if text not in ("auto", "on", "off"):
+        raise argparse.ArgumentTypeError(f"expected auto, on or off, got {text!r}")
+    return {"auto": "auto", "on": True, "off": False}[text]
+
+
+def option(default: Any, help: str = "", *, kw_only: Any = dataclasses.MISSING, **cli: Any) -> Any:
+    """A config field with a default and, for the command line, a help text and argparse
+    options (``type``, ``choices``, ``metavar``); ``kw_only`` as for ``dataclasses.field``."""
+    return field(default=default, kw_only=kw_only, metadata={"help": help, **cli})
+
+
+@dataclass(kw_only=True)
+class TaskConfig:
+    """The fields every task's config has, after its own positional ``DATA, model, out``.
+
+    Attributes
+    ----------
+    seed:
+        Seeds weight initialisation, training order and augmentation.
+    epochs, batch_size, lr, weight_decay, patience:
+        Training (Adam). ``patience`` stops after that many epochs without a better validation
+        metric (``None``: never).
+    device:
+        ``"auto"``, ``"cpu"``, ``"cuda"``, …; may change when a run is resumed.
+    """
+
+    #: Model names of the task; ``model`` must be one of them.
+    models: ClassVar[tuple[str, ...]] = ()
+    #: Models that are NFNs: they need at least one ``hidden_channels`` layer.
+    nfn_models: ClassVar[tuple[str, ...]] = ()
+
+    seed: int = option(0, "seeds initialisation, training order and augmentation", type=int)
+    epochs: int = option(10, "passes over the training split", type=positive_int)
+    batch_size: int = option(32, "networks per step", type=positive_int)
+    lr: float = option(1e-3, "Adam's learning rate", type=positive_float)
+    weight_decay: float = option(0.0, "Adam's (L2) weight decay", type=float)
+    patience: int | None = option(
+        None,
+        "stop after this many epochs without a better validation metric (default: never)",
+        type=positive_int,
+    )
+    device: str = option("auto", "auto, cpu, cuda or cuda:N")
+
+    def __post_init__(self) -> None:
+        name = type(self).__name__
+        if getattr(self, "model", None) not in self.models:
+            raise ValueError(
+                f"unknown model {getattr(self, 'model', None)!r}; expected one of {self.models}"
+            )
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, os.PathLike):
+                setattr(self, f.name, os.fspath(value))
+            elif isinstance(value, list):  # tuples after a JSON round trip or from a caller
+                setattr(self, f.name, tuple(value))
+            if "choices" in f.metadata and value not in f.metadata["choices"]:
+                self.refuse(f.name, f"one of {tuple(f.metadata['choices'])}")
+        for key in ("hidden_channels", "head_hidden"):
+            value = getattr(self, key, ())
+            if any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in value):
+                raise ValueError(f"{name}.{key} must hold positive ints, got {value!r}")
+        if self.model in self.nfn_models and not getattr(self, "hidden_channels", (1,)):
+            raise ValueError(f"{name}.hidden_channels: an NFN needs at least one layer")
+        self.train_config(eval_batch_size=None, progress=False)  # checks the training fields
+
+    def refuse(self, name: str, expected: str) -> None:
+        """Raise ``ValueError``: ``Config.name must be <expected>, got <value>``."""
+        value = getattr(self, name)
+        raise ValueError(f"{type(self).__name__}.{name} must be {expected}, got {value!r}")
+
+    def train_config(self, *, eval_batch_size: int | None, progress: bool) -> TrainConfig:
+        """The :class:`~weightspace.train.TrainConfig` of this run."""
+        return TrainConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            seed=self.seed,
+            device=self.device,
+            patience=self.patience,
+            eval_batch_size=eval_batch_size,
+            progress=progress,
+        )
+
+    def settings(self) -> dict[str, Any]:
+        """The fields a resumed run must share: all but ``out`` and ``device``."""
+        skip = ("out", "device")
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+
+
+def invariant_model(
+    name: str,
+    spec: NetworkSpec,
+    hidden_channels: Sequence[int],
+    head_hidden: Sequence[int],
+    out_features: int,
+    *,
+    fourier_features: int | None = None,
+    dropout: float = 0.0,
+) -> nn.Module:
+    """The model a task names, for networks on ``spec``, with ``out_features`` outputs.
+
+    ``"hnp"``: :class:`~weightspace.models.InvariantNFN` with HNP layers and no IO encoding;
+    ``"np"``: NP layers with a sinusoidal IO encoding; ``"statnet"``:
+    :class:`~weightspace.models.StatNet`; ``"mlp"``: :class:`~weightspace.models.FlatMLP` on the
+    flattened weights. ``fourier_features`` (Gaussian Fourier features of each weight) is for
+    the NFNs only.
+    """
+    from weightspace.models import FlatMLP, InvariantNFN, StatNet
+
+    hidden, head = tuple(hidden_channels), tuple(head_hidden)
+    if name in ("hnp", "np"):
+        encoding = "sinusoidal" if name == "np" else None
+        return InvariantNFN(
+            spec, name, hidden, head, out_features,
+            io_encoding=encoding, fourier_features=fourier_features, dropout=dropout,
+        )  # fmt: skip
+    if fourier_features is not None:
+        raise ValueError(f"fourier_features applies to NFNs ('hnp', 'np'), not {name!r}")
+    if name == "statnet":
+        return StatNet(spec, head_hidden=head, out_features=out_features, dropout=dropout)
+    if name == "mlp":
+        return FlatMLP(spec, head_hidden=head, out_features=out_features, dropout=dropout)
+    raise ValueError(f"unknown model {name!r}; expected one of ('hnp', 'np', 'statnet', 'mlp')")
+
+
+class Items(Dataset):
+    """``(features[i], targets[i])`` items, or ``(features[i], targets[i], extra[i])`` when
+    ``extra`` is given (what a training objective needs beside the input, e.g. which symmetry
+    a network has). ``features[i]`` keeps a batch axis of 1 for :func:`weightspace.collate`.
+    """
+
+    def __init__(self, features: Any, targets: Tensor, extra: Tensor | None = None) -> None:
+        self.features, self.targets, self.extra = features, targets, extra
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int) -> tuple[Any, ...]:
+        if self.extra is None:
+            return self.features[i], self.targets[i]
+        return self.features[i], self.targets[i], self.extra[i]
+
+
+class Task:
+    """One kind of experiment on network weights. Subclasses set the class attributes and
+    override the methods marked *task*; :mod:`weightspace.tasks.runner` does the rest.
+
+    An instance holds ``settings``: the task's config fields as saved in ``RUN/config.json``
+    under ``"task"`` (with ``"spec"`` and what :meth:`describe` adds), so that evaluating a run
+    builds the same model from the file alone.
+    """
+
+    #: Name in ``RUN/config.json`` (``"task"``); ``command``: ``weightspace train COMMAND``.
+    name: ClassVar[str]
+    command: ClassVar[str]
+    help: ClassVar[str] = ""
+    config_class: ClassVar[type[TaskConfig]]
+    #: The config field naming the data folder; also the CLI flag (``--zoo``) and metrics key.
+    data_field: ClassVar[str]
+    data_help: ClassVar[str] = ""
+    #: How messages name the data and its items: "zoo" / "networks".
+    noun: ClassVar[str] = "data"
+    unit: ClassVar[str] = "networks"
+    #: Config fields offered as ``train`` options, in this order (besides DATA, model, out).
+    cli_fields: ClassVar[tuple[str, ...]] = ("seed", "epochs", "batch_size", "lr", "patience")
+    #: The validation metric (``metrics.json`` reports ``best_val_<metric>``) and its direction.
+    metric: ClassVar[str] = "loss"
+    higher_is_better: ClassVar[bool] = False
+    #: Settings that ``evaluate`` needs from ``config.json`` besides ``model`` and ``spec``.
+    required: ClassVar[tuple[str, ...]] = ()
+    #: Settings replaced when loading data to evaluate a run on (e.g. ``{"kind": "auto"}``).
+    eval_overrides: ClassVar[dict[str, Any]] = {}
+    #: Fewest items each split must hold.
+    min_split: ClassVar[int] = 1
+    eval_batch_size: ClassVar[int] = 64
+
+    def __init__(self, settings: Mapping[str, Any]) -> None:
+        self.settings: dict[str, Any] = dict(settings)
+
+    # ------------------------------------------------------------------ data (task)
+    def load(self, source: str, *, progress: bool = False) -> Any:
+        """*Task*: the data in folder ``source``, read with ``self.settings``."""
+        raise NotImplementedError
+
+    def check(self, data: Any, where: str) -> tuple[Any, dict[str, Any]]:
+        """*Task*: validate (or clean) loaded data; returns it and entries for ``metrics.json``."""
+        return data, {}
+
+    def summary(self, data: Any, where: str, extra: Mapping[str, Any]) -> str | None:
+        """A line printed before training, or ``None``."""
+        return None
+
+    def split_hint(self, data: Any, extra: Mapping[str, Any]) -> str:
+        """Appended to the error for a split with too few items."""
+        return ""
+
+    def describe(self, data: Any, where: str) -> dict[str, Any]:
+        """Entries of ``config.json``'s ``"task"`` beyond the config and ``spec`` (e.g. the
+        classes); may refuse data that cannot be trained on."""
+        return {}
+
+    def check_compatible(self, data: Any, where: str, run: Path) -> None:
+        """Refuse data the trained model of ``run`` cannot score (beyond another spec)."""
+
+    def items(self, part: Any, *, train: bool) -> Dataset:
+        """*Task*: the dataset :func:`~weightspace.train.fit` reads; augmented when ``train``."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ model (task)
+    def build(self, spec: NetworkSpec) -> nn.Module:
+        """*Task*: a fresh model for networks on ``spec``, from ``self.settings``."""
+        raise NotImplementedError
+
+    def prepare(self, model: nn.Module, train: Any) -> None:
+        """Set data-dependent state of a fresh model (e.g. input statistics) from the train split."""
+
+    def objective(self) -> Objective:
+        """*Task*: what :func:`~weightspace.train.fit` minimises."""
+        raise NotImplementedError
+
+    def metric_fn(self, outputs: Any, targets: Any) -> float:
+        """The validation metric on the collated outputs of the whole validation split."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ scoring (task)
+    def score(self, model: nn.Module, test: Any, title: str, out: Path | None) -> dict[str, Any]:
+        """*Task*: test metrics of ``model``; writes its plots and predictions into ``out``
+        (``None``: write nothing, as on ranks other than 0)."""
+        raise NotImplementedError
