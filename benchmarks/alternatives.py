@@ -1,14 +1,16 @@
 """The hand-written trainer code against the obvious PyTorch alternatives, on the same work.
 
 Two pieces of hand-written numerics must earn their place (issue 9): the closed-form SIREN
-backward of ``fit_sirens`` and the vectorised per-network SGD/Adam/RMSprop of the zoo trainer.
+backward of :func:`weightspace.train.siren.fit_sirens` and the vectorised per-network
+SGD/Adam/RMSprop of the zoo trainer (:class:`weightspace.train.optim.PerNetworkOptimizer`).
 Each is timed against the alternatives a reader would reach for first, on identical inputs,
 after checking that the alternatives compute the same numbers.
 
 1. **SIREN fitting step** (B SIRENs 2-32-32-1, ω0 = 30, real MNIST images, MSE over every
    pixel, gradient w.r.t. all weights):
 
-   - ``hand``: ``_BatchedSiren.step_gradients`` (closed-form backward into fixed buffers);
+   - ``hand``: ``weightspace.train.siren._BatchedSiren.step_gradients`` (closed-form
+     backward into fixed buffers);
    - ``autograd-forward``: autograd through :func:`weightspace.functional.forward` with
      :func:`siren_activation` on a :class:`WeightSpaceFeatures` of the stacked weights;
    - ``autograd-forward-batched``: the same with the coordinates given per network (``(B, N,
@@ -24,10 +26,12 @@ after checking that the alternatives compute the same numbers.
    fused ``torch.optim.Adam`` over the stacked weights).
 
 2. **Zoo optimiser step** (B zoo CNNs with the recipes of ``generate_zoo``: SGD/Adam/RMSprop,
-   per-network learning rate and L2). All variants update the trainer's flat ``(B, P)``
-   weight tensor in place, so the batched forward is untouched:
+   per-network learning rate and L2, trained by ``zoo_trainer``'s
+   :class:`~weightspace.train.batched.BatchedTrainer`). Every variant is the trainer's
+   ``optimizer`` and updates its flat ``(B, P)`` weight tensor in place, so the batched forward
+   is untouched:
 
-   - ``hand``: ``BatchedTrainer._update`` (networks sorted by optimiser, one rule per block);
+   - ``hand``: ``PerNetworkOptimizer.step`` (networks sorted by optimiser, one rule per block);
    - ``optim-groups``: ``torch.optim`` SGD/Adam/RMSprop with two parameter groups per network
      (its weights with ``weight_decay = 2 λ``, its biases with none; the per-network rows are
      views of the flat tensor), PyTorch's default implementation (on CPU the per-tensor loop);
@@ -46,8 +50,9 @@ after checking that the alternatives compute the same numbers.
 
 Every variant is checked against ``hand`` before timing, in float64: the SIREN gradient and
 the weights after three fit steps; the zoo weights after five updates on random gradients and
-after three real training steps. A mismatch aborts the run. Repetitions interleave the variants (order rotated each repetition)
-and report medians of the time per call; ratios are variant / hand (above 1: hand is faster).
+after three real training steps. A mismatch aborts the run. Repetitions interleave the
+variants (order rotated each repetition) and report medians of the time per call; ratios are
+variant / hand (above 1: hand is faster).
 
     python benchmarks/alternatives.py [--sirens 32 256] [--zoo-networks 64] [--reps 7]
         [--threads 1] [--only siren zoo] [--json out.json]
@@ -68,21 +73,11 @@ import torch
 from torch import Tensor
 from torch.func import functional_call, grad, vmap
 
-# The rest of the package.
 from weightspace.data.images import load_images
-from weightspace.functional.forward import forward
-from weightspace.space.features import WeightSpaceFeatures
-
-# isort: split
-# The production code under comparison (the trainers are moving out of data/: fix only here).
-from weightspace.data._store import retain_freed_memory
-from weightspace.data.inr import ADAM_BETAS as SIREN_ADAM_BETAS
-from weightspace.data.inr import ADAM_EPS as SIREN_ADAM_EPS
 from weightspace.data.inr import (
     DEFAULT_LR,
     OMEGA_0,
     SIREN_SPEC,
-    _BatchedSiren,
     init_sirens,
     pixel_grid,
     siren_activation,
@@ -93,11 +88,16 @@ from weightspace.data.zoo import (
     ADAM_EPS,
     RMSPROP_ALPHA,
     RMSPROP_EPS,
-    BatchedTrainer,
-    Hyperparameters,
     _make_network,
-    gather_batches,
+    zoo_trainer,
 )
+from weightspace.functional.forward import forward
+from weightspace.space.features import WeightSpaceFeatures
+from weightspace.train.batched import BatchedTrainer, gather_batches, retain_freed_memory
+from weightspace.train.optim import PerNetworkOptimizer
+from weightspace.train.siren import ADAM_BETAS as SIREN_ADAM_BETAS
+from weightspace.train.siren import ADAM_EPS as SIREN_ADAM_EPS
+from weightspace.train.siren import _BatchedSiren
 
 SIREN_PATHS = ("hand", "autograd-forward", "autograd-forward-batched", "autograd-bmm", "vmap-grad")
 OPTIM_PATHS = (
@@ -309,75 +309,82 @@ def bench_sirens(images: Tensor, *, reps: int, iters: int, seed: int = 0) -> dic
 
 
 # ------------------------------------------------------------------ zoo optimisers
-class TorchOptimTrainer(BatchedTrainer):
-    """:class:`BatchedTrainer` whose update is ``torch.optim`` (``path`` of :data:`OPTIM_PATHS`).
+class TorchOptimizer:
+    """``torch.optim`` in the place of a :class:`PerNetworkOptimizer` (``path`` of
+    :data:`OPTIM_PATHS`).
 
-    The forward, the backward and the flat ``(B, P)`` weights are the parent's; only
-    ``_update`` changes. Parameters are views of the flat tensor's rows (one network, or a block
-    of networks sharing an optimiser), so the optimisers update it in place.
+    Built from the hand optimiser it replaces: the same flat ``(B, P)`` parameters, rows sorted
+    by rule (its ``runs``), per-network learning rates and weight decay on the first
+    ``decayed`` columns. The rules' constants are the zoo's (:data:`ADAM_EPS` …), taken here and
+    not from the hand optimiser, so that a wrong constant on either side shows in the check.
+    Parameters are views of the flat tensor's rows (one network, or a block of networks sharing
+    an optimiser), so the optimisers update it in place. It has the interface the trainer uses,
+    ``step(grad)`` and ``steps``: set as a :class:`BatchedTrainer`'s ``optimizer``, it is that
+    trainer's update (:func:`make_trainer`); forward and backward stay the trainer's.
     """
 
-    def __init__(
-        self,
-        tensors: Sequence[Tensor],
-        hyperparameters: Sequence[Hyperparameters],
-        *,
-        generator: torch.Generator | None = None,
-        path: str = "optim-groups",
-    ) -> None:
-        super().__init__(tensors, hyperparameters, generator=generator)
+    def __init__(self, hand: PerNetworkOptimizer, path: str = "optim-groups") -> None:
         if path not in OPTIM_PATHS[1:]:
             raise ValueError(
-                f"TorchOptimTrainer: unknown path {path!r}; expected one of {OPTIM_PATHS[1:]}"
+                f"TorchOptimizer: unknown path {path!r}; expected one of {OPTIM_PATHS[1:]}"
+            )
+        if hand.weight_decay is None:
+            raise ValueError(
+                "TorchOptimizer: the hand optimizer has no weight decay (the zoo's L2)"
             )
         self.path = path
+        self.params = hand.params
+        self.weight_decay = hand.weight_decay
+        self.decayed = hand.decayed
+        self.steps = 0
+        self._fold_decay = path in ("optim-rows-fused", "optim-blocks-fused")
         # Rows first (networks), then columns (weights or biases); the same index gives the
         # parameter's view of the flat weights and its gradient's view of the flat gradient.
-        nw = self._num_weights
-        self._fold_l2 = path in ("optim-rows-fused", "optim-blocks-fused")
         self._index: list[tuple[int | slice, slice]] = []
         self.optimizers: list[torch.optim.Optimizer] = []
         impl = {"optim-groups": {}, "optim-groups-foreach": {"foreach": True}}.get(path)
-        for kind, rows in self._runs:
+        decayed, rest = self.decayed, slice(self.decayed.stop, None)
+        for kind, rows in hand.runs:
             groups = []
             if path == "optim-blocks-fused":
-                lr = float(self.lr[rows.start])
+                lr = float(hand.lr[rows.start])
                 groups.append(self._group((rows, slice(None)), lr, 0.0))
             else:
                 for b in range(rows.start, rows.stop):
-                    lr, wd = float(self.lr[b]), 2 * float(self.l2[b])
-                    if self._fold_l2:
+                    lr, wd = float(hand.lr[b]), float(self.weight_decay[b])
+                    if self._fold_decay:
                         groups.append(self._group((b, slice(None)), lr, 0.0))
                     else:
-                        groups.append(self._group((b, slice(0, nw)), lr, wd))
-                        groups.append(self._group((b, slice(nw, None)), lr, 0.0))
+                        groups.append(self._group((b, decayed), lr, wd))
+                        groups.append(self._group((b, rest), lr, 0.0))
             if impl is not None:
                 options = impl
             else:  # fused where torch.optim has a fused kernel
                 options = {"foreach": True} if kind == "rmsprop" else {"fused": True}
             self.optimizers.append(_optimizer(kind, groups, options))
+        self._params = [
+            p for opt in self.optimizers for group in opt.param_groups for p in group["params"]
+        ]
 
     def _group(self, index: tuple[int | slice, slice], lr: float, wd: float) -> dict:
         self._index.append(index)
-        return {"params": [self._flat[index]], "lr": lr, "weight_decay": wd}
+        return {"params": [self.params[index]], "lr": lr, "weight_decay": wd}
 
     @torch.no_grad()
-    def _update(self, g: Tensor) -> None:
+    def step(self, grad: Tensor) -> None:
+        """One step of every network's optimiser; ``grad`` is the ``(B, P)`` gradient."""
         self.steps += 1
-        if self._fold_l2:
-            w = slice(0, self._num_weights)
-            g[:, w].addcmul_(2 * self.l2[:, None], self._flat[:, w])
-        params = [
-            p for opt in self.optimizers for group in opt.param_groups for p in group["params"]
-        ]
-        for p, index in zip(params, self._index):
-            p.grad = g[index]
+        if self._fold_decay:
+            w = self.decayed
+            grad[:, w].addcmul_(self.weight_decay[:, None], self.params[:, w])
+        for p, index in zip(self._params, self._index):
+            p.grad = grad[index]
         for opt in self.optimizers:
             opt.step()
 
 
 def _optimizer(kind: str, groups: list[dict], options: dict) -> torch.optim.Optimizer:
-    """torch.optim's SGD/Adam/RMSprop with the zoo's constants (as ``BatchedTrainer``)."""
+    """torch.optim's SGD/Adam/RMSprop with the zoo's constants (as ``zoo_trainer``)."""
     if kind == "sgd":
         return torch.optim.SGD(groups, lr=groups[0]["lr"], **options)
     if kind == "adam":
@@ -388,13 +395,19 @@ def _optimizer(kind: str, groups: list[dict], options: dict) -> torch.optim.Opti
 def make_trainer(
     path: str, nets: Sequence, *, dtype: torch.dtype = torch.float32
 ) -> BatchedTrainer:
-    """The trainer of ``path`` for zoo networks ``nets`` (``_make_network``), dropout seed 0."""
+    """The zoo trainer (``zoo_trainer``) of networks ``nets`` (``_make_network``), dropout seed
+    0, its update ``path``: the hand :class:`PerNetworkOptimizer` or a :class:`TorchOptimizer`
+    built from it."""
     stacked = [torch.stack([n.init[j] for n in nets]).to(dtype) for j in range(len(nets[0].init))]
-    hps = [n.hp for n in nets]
-    generator = torch.Generator().manual_seed(0)
-    if path == "hand":
-        return BatchedTrainer(stacked, hps, generator=generator)
-    return TorchOptimTrainer(stacked, hps, generator=generator, path=path)
+    trainer = zoo_trainer(stacked, [n.hp for n in nets], generator=torch.Generator().manual_seed(0))
+    if path != "hand":
+        trainer.optimizer = TorchOptimizer(trainer.optimizer, path)
+    return trainer
+
+
+def flat_weights(trainer: BatchedTrainer) -> Tensor:
+    """The trainer's weights as one ``(B, P)`` tensor, networks in the caller's order (a copy)."""
+    return torch.cat([t.flatten(1) for t in trainer.tensors], dim=1)
 
 
 def zoo_networks(count: int, n_train: int, *, seed: int = 0) -> list:
@@ -403,9 +416,10 @@ def zoo_networks(count: int, n_train: int, *, seed: int = 0) -> list:
 
 
 def random_gradients(trainer: BatchedTrainer, steps: int, *, seed: int = 0) -> list[Tensor]:
-    """``steps`` seeded ``(B, P)`` gradients of the size of ``trainer``'s flat weights."""
+    """``steps`` seeded ``(B, P)`` gradients of the size of ``trainer``'s flat weights (what
+    ``trainer.optimizer.step`` takes)."""
     g = torch.Generator().manual_seed(seed)
-    flat = trainer._flat
+    flat = trainer.optimizer.params
     return [torch.randn(flat.shape, generator=g, dtype=flat.dtype) * 1e-2 for _ in range(steps)]
 
 
@@ -434,14 +448,14 @@ def check_optim_paths(
     moves: dict[str, dict[str, Tensor]] = {}
     for path in ("hand", *[p for p in paths if p != "hand"]):
         trainer = make_trainer(path, nets, dtype=dtype)
-        start = trainer._flat.clone()
+        start = flat_weights(trainer)
         for g in random_gradients(trainer, updates):
-            trainer._update(g)
-        moved = {"updates": trainer._flat - start}
+            trainer.optimizer.step(g)
+        moved = {"updates": flat_weights(trainer) - start}
         trainer = make_trainer(path, nets, dtype=dtype)
         for s in range(idx.shape[1]):
             trainer.step(gather_batches(x, idx[:, s]), y[idx[:, s]])
-        moved["steps"] = trainer._flat - start
+        moved["steps"] = flat_weights(trainer) - start
         moves[path] = moved
     errors = {
         path: {k: worst_relative([moves[path][k]], [moves["hand"][k]]) for k in moves[path]}
@@ -474,7 +488,7 @@ def bench_zoo(
 
         def run() -> None:
             buf.copy_(gradient)  # what the backward pass would have written
-            trainer._update(buf)
+            trainer.optimizer.step(buf)
 
         return run
 
@@ -495,7 +509,7 @@ def bench_zoo(
         "image_size": list(data_x.shape[2:]),
         "batch": batch,
         "optimizers": {k: kinds.count(k) for k in sorted(set(kinds))},
-        "parameters_per_network": int(trainers["hand"]._flat.shape[1]),
+        "parameters_per_network": int(trainers["hand"].optimizer.params.shape[1]),
         "threads": torch.get_num_threads(),
         "max_relative_difference": errors,
         "update_s": update_times,

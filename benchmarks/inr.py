@@ -1,10 +1,10 @@
-"""SIREN fitting throughput: batched (weightspace.data.inr.fit_sirens) against a per-SIREN loop.
+"""SIREN fitting throughput: batched (weightspace.train.siren) against a per-SIREN loop.
 
 Both fit SIRENs 2-32-32-1 (ω0 = 30) to real MNIST images (the first training images of
 ``load_images("mnist")``) from the same initial weights (:func:`init_sirens` from the same
 seeds), for the same number of full-image Adam steps with the same learning rate:
 
-- batched: :func:`~weightspace.data.inr.fit_sirens`, ``--batch`` SIRENs at once with one Adam
+- batched: :func:`~weightspace.train.siren.fit_sirens`, ``--batch`` SIRENs at once with one Adam
   over the stacked weight tensors and closed-form gradients;
 - loop: one :func:`~weightspace.data.inr.siren_module` (``nn.Sequential`` of ``nn.Linear`` and
   ``Sine``) per image with its own ``torch.optim.Adam`` (default settings) and autograd, fitted

@@ -1,11 +1,12 @@
-"""Zoo training throughput: batched (weightspace.data.zoo) against a plain per-network loop.
+"""Zoo training throughput: the batched zoo trainer against a plain per-network loop.
 
 Both train the same networks (hyperparameters sampled as in ``generate_zoo``: optimizer,
 learning rate, L2, dropout, init, activation) from the same initial weights on the same
 minibatches for the same number of steps:
 
-- batched: one :class:`~weightspace.data.zoo.BatchedTrainer` for the whole chunk (grouped
-  convolutions, vectorised optimizers);
+- batched: one :class:`~weightspace.train.batched.BatchedTrainer` for the whole chunk, as
+  :func:`~weightspace.data.zoo.zoo_trainer` builds it (grouped convolutions, vectorised
+  optimizers: :class:`~weightspace.train.optim.PerNetworkOptimizer`);
 - loop: one ``nn.Module`` per network (with ``nn.Dropout`` after each activation) and its own
   ``torch.optim`` optimizer, trained one network after the other.
 

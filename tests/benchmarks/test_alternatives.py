@@ -107,6 +107,41 @@ def test_optim_check_raises_on_a_wrong_constant(alt: ModuleType, digits, monkeyp
         )
 
 
+def test_torch_optim_is_the_trainers_update(alt: ModuleType, digits) -> None:
+    # The variants plug in where the trainer keeps its PerNetworkOptimizer, on the same weights.
+    nets = _mixed_networks(alt, digits.train_x.shape[0])
+    hand = alt.make_trainer("hand", nets)
+    assert type(hand.optimizer) is alt.PerNetworkOptimizer
+    idx = _batches(nets, 1)[:, 0]
+    for path in alt.OPTIM_PATHS[1:]:
+        trainer = alt.make_trainer(path, nets)
+        assert type(trainer.optimizer) is alt.TorchOptimizer and trainer.optimizer.path == path
+        views = [
+            p for opt in trainer.optimizer.optimizers for g in opt.param_groups for p in g["params"]
+        ]
+        assert all(v._base is trainer.optimizer.params for v in views)
+        assert trainer.optimizer.params.data_ptr() == trainer.params[0].data_ptr()
+        trainer.step(alt.gather_batches(digits.train_x, idx), digits.train_y[idx])
+        assert trainer.steps == 1 == trainer.optimizer.steps
+    with pytest.raises(ValueError, match="unknown path 'hand'"):
+        alt.TorchOptimizer(hand.optimizer, "hand")
+
+
+def test_optim_check_raises_without_the_l2_penalty(alt: ModuleType, digits, monkeypatch) -> None:
+    # Control: torch.optim's parameter groups without weight decay (the zoo's L2) must fail.
+    nets = _mixed_networks(alt, digits.train_x.shape[0])
+    make = alt._optimizer
+
+    def no_decay(kind: str, groups: list[dict], options: dict):
+        return make(kind, [{**g, "weight_decay": 0.0} for g in groups], options)
+
+    monkeypatch.setattr(alt, "_optimizer", no_decay)
+    with pytest.raises(AssertionError, match="optim-groups"):
+        alt.check_optim_paths(
+            nets, digits.train_x, digits.train_y, _batches(nets, 1), paths=("hand", "optim-groups")
+        )
+
+
 def test_optim_check_raises_when_a_path_is_not_equivalent(
     alt: ModuleType, digits, monkeypatch
 ) -> None:
