@@ -43,8 +43,8 @@ from weightspace.data.zoo import (
     Hyperparameters,
     _make_network,
     gather_batches,
+    zoo_trainer,
 )
-from weightspace.data.zoo import zoo_trainer as BatchedTrainer
 from weightspace.space.features import WeightSpaceFeatures
 from weightspace.train.batched import retain_freed_memory
 
@@ -72,9 +72,7 @@ def loop_optimizer(net: nn.Module, hp: Hyperparameters) -> torch.optim.Optimizer
 
 def run_batched(nets, x, y, idx) -> float:
     stacked = [torch.stack([n.init[j] for n in nets]) for j in range(len(nets[0].init))]
-    trainer = BatchedTrainer(
-        stacked, [n.hp for n in nets], generator=torch.Generator().manual_seed(0)
-    )
+    trainer = zoo_trainer(stacked, [n.hp for n in nets], generator=torch.Generator().manual_seed(0))
     start = time.perf_counter()
     for s in range(idx.shape[1]):  # as generate_zoo does
         trainer.step(gather_batches(x, idx[:, s]), y[idx[:, s]])

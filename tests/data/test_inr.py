@@ -53,13 +53,7 @@ BASE = {
 NUM_INRS = 46
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Every fit here uses one thread: results are then bit-identical across processes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

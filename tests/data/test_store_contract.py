@@ -23,12 +23,7 @@ ZOO_LIMITS = {"limit_train": 200, "limit_test": 100}
 INRS = {"dataset": "digits", "seed": 1, "limit": 4, "steps": 3, "chunk_size": 3}  # 8 INRs
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

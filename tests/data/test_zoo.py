@@ -45,13 +45,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BASE = {"dataset": "digits", "networks": 6, "seed": 3, "epochs": 2, "chunk_size": 2}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Every run here uses one thread: results are then bit-identical across processes."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

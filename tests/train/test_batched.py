@@ -22,12 +22,7 @@ from weightspace.train.batched import dropout_forward, retain_freed_memory
 B = 3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def mlp(widths: tuple[int, ...], act: Callable[[], nn.Module]) -> nn.Sequential:

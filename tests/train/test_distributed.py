@@ -142,3 +142,20 @@ def test_bad_environment(monkeypatch):
     monkeypatch.setenv("RANK", "3")
     with pytest.raises(ValueError, match=r"RANK=3 must lie in \[0, WORLD_SIZE=2\)"):
         distributed.init_distributed()
+
+
+def test_rank_and_world_reads_torchrun_variables_without_a_group(monkeypatch):
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert distributed.rank_and_world() == (0, 1)
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    assert distributed.rank_and_world() == (1, 3)
+    # The process-group view is unaffected: no group exists.
+    assert (distributed.get_rank(), distributed.get_world_size()) == (0, 1)
+    monkeypatch.setenv("RANK", "3")
+    with pytest.raises(ValueError, match=r"RANK=3 must lie in \[0, WORLD_SIZE=3\)"):
+        distributed.rank_and_world()
+    monkeypatch.setenv("WORLD_SIZE", "x")
+    with pytest.raises(ValueError, match="WORLD_SIZE='x' must be an integer"):
+        distributed.rank_and_world()
