@@ -78,7 +78,7 @@ class GeneralizationConfig(TaskConfig):
     augment:
         Train on random function-preserving copies of each network: sign flips of tanh
         networks' hidden neurons, positive rescalings of ReLU networks' ones
-        (:mod:`weightspace.tasks.augment`).
+        (:mod:`weightspace.tasks.inputs`).
 
     The defaults are the paper's: 50 epochs of batch 8 at lr 1e-3.
     """
