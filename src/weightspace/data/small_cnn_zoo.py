@@ -440,12 +440,9 @@ def _gather_rows(weights: np.ndarray, index: Sequence[int], progress: bool | Non
     if progress is None:
         progress = len(starts) > 1
     if progress:
-        try:
-            from tqdm.auto import tqdm
+        from tqdm.auto import tqdm
 
-            starts = tqdm(starts, desc="Small CNN Zoo weights", unit="chunk")
-        except ImportError:  # the progress bar is a nicety; tqdm is not a dependency
-            pass
+        starts = tqdm(starts, desc="Small CNN Zoo weights", unit="chunk")
     for s in starts:
         out[s : s + _CHUNK_ROWS] = weights[index[s : s + _CHUNK_ROWS]]
     return out
