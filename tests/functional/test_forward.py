@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable
-
 import pytest
 import torch
 from sklearn.datasets import load_digits
+from tests.nets import cnn, mlp, stacked
 from torch import Tensor, nn
 
 from weightspace import NetworkSpec, WeightSpaceFeatures, symmetry
@@ -31,40 +29,7 @@ class Sine(nn.Module):
         return torch.sin(self.w0 * x)
 
 
-def mlp(widths: tuple[int, ...], act: Callable[[], nn.Module], bias: bool = True) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for i, (n_in, n_out) in enumerate(itertools.pairwise(widths)):
-        if i:
-            layers.append(act())
-        layers.append(nn.Linear(n_in, n_out, bias=bias))
-    return nn.Sequential(*layers)
-
-
-_CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
-_POOL = {1: nn.AdaptiveAvgPool1d, 2: nn.AdaptiveAvgPool2d, 3: nn.AdaptiveAvgPool3d}
 _SPATIAL = {1: (16,), 2: (8, 7), 3: (6, 5, 6)}
-
-
-def cnn(dim: int, stride: int | tuple[int, ...] = 2, padding: int | tuple[int, ...] = 1):
-    conv = _CONV[dim]
-    return nn.Sequential(
-        conv(2, 4, 3, stride=stride, padding=padding),
-        nn.ReLU(),
-        conv(4, 5, 3, stride=stride, padding=padding),
-        nn.ReLU(),
-        _POOL[dim](1),
-        nn.Flatten(),
-        nn.Linear(5, 6),
-        nn.ReLU(),
-        nn.Linear(6, 3),
-    )
-
-
-def stacked(
-    make: Callable[[], nn.Module], n: int = B
-) -> tuple[list[nn.Module], WeightSpaceFeatures]:
-    modules = [make().double() for _ in range(n)]
-    return modules, WeightSpaceFeatures.from_modules(modules)
 
 
 def reference(modules: list[nn.Module], x: Tensor, shared: bool = True) -> Tensor:

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import importlib
-import itertools
 import multiprocessing
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 
 import pytest
 import torch
 from torch import Tensor, nn
 
+from tests.nets import cnn, mlp, stacked
 from weightspace import NetworkSpec, WeightSpaceFeatures
 from weightspace.data.zoo import zoo_module
 from weightspace.functional import forward
@@ -23,38 +22,6 @@ B = 3
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def mlp(widths: tuple[int, ...], act: Callable[[], nn.Module]) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for i, (n_in, n_out) in enumerate(itertools.pairwise(widths)):
-        if i:
-            layers.append(act())
-        layers.append(nn.Linear(n_in, n_out))
-    return nn.Sequential(*layers)
-
-
-def cnn(dim: int) -> nn.Sequential:
-    conv = {1: nn.Conv1d, 2: nn.Conv2d}[dim]
-    pool = {1: nn.AdaptiveAvgPool1d, 2: nn.AdaptiveAvgPool2d}[dim]
-    return nn.Sequential(
-        conv(2, 4, 3, stride=2, padding=1),
-        nn.ReLU(),
-        conv(4, 5, 3, stride=2, padding=1),
-        nn.ReLU(),
-        pool(1),
-        nn.Flatten(),
-        nn.Linear(5, 6),
-        nn.ReLU(),
-        nn.Linear(6, 3),
-    )
-
-
-def stacked(
-    make: Callable[[], nn.Module], n: int = B
-) -> tuple[list[nn.Module], WeightSpaceFeatures]:
-    modules = [make().double() for _ in range(n)]
-    return modules, WeightSpaceFeatures.from_modules(modules)
 
 
 def assert_close(actual: Tensor, expected: Tensor, atol: float = 1e-10) -> None:
