@@ -507,9 +507,9 @@ def _train_chunk(
                 {
                     "epoch": epoch,
                     "train_accuracy": None if bad else float(tr_acc[b]),
-                    "train_loss": None if bad else _finite_or_none(float(tr_loss[b])),
+                    "train_loss": None if bad else float(tr_loss[b]),
                     "test_accuracy": None if bad else float(te_ok[b].float().mean()),
-                    "test_loss": None if bad else _finite_or_none(float(te_loss[b].mean())),
+                    "test_loss": None if bad else float(te_loss[b].mean()),
                     "diverged": bad,
                 }
             )
@@ -552,10 +552,6 @@ def _train_chunk(
             }
         )
     return tensors, rows
-
-
-def _finite_or_none(value: float) -> float | None:
-    return value if math.isfinite(value) else None
 
 
 def _zoo_header(config: ZooConfig, threads: int) -> dict[str, Any]:
