@@ -103,6 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     ev.set_defaults(handler=_evaluate)
 
+    report = commands.add_parser(
+        "report", help="learning curve of finished runs: test metric against training size"
+    )
+    report.add_argument("--runs", required=True, nargs="+", help="run folders (one task)")
+    report.add_argument("--out", required=True, help="folder for learning_curve.{png,csv,md}")
+    report.add_argument("--title", default="", help="title of the plot")
+    report.set_defaults(handler=_report)
+
     demo = commands.add_parser("demo", help="zoo → HNP NFN and StatNN → report, in minutes")
     demo.add_argument("--out", default="runs/demo")
     demo.add_argument("--networks", type=positive_int, default=None, help="CNNs in the zoo")
@@ -226,6 +234,14 @@ def _evaluate(args: argparse.Namespace) -> None:
             )
     metrics = runner.evaluate(task, args.run, flags[given], device=args.device)
     _print_metrics(metrics, f"{metrics['out']}/metrics.json")
+
+
+def _report(args: argparse.Namespace) -> None:
+    from weightspace.tasks.report import learning_curve
+
+    rows = learning_curve(args.runs, args.out, title=args.title)
+    print(f"{len(rows)} runs -> {Path(args.out) / 'learning_curve.md'}")
+    print((Path(args.out) / "learning_curve.md").read_text(encoding="utf-8"))
 
 
 def _demo(args: argparse.Namespace) -> None:

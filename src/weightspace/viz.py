@@ -17,7 +17,7 @@ from torch import Tensor
 
 from weightspace.io import atomic_path
 
-__all__ = ["confusion", "image_pairs", "scatter"]
+__all__ = ["confusion", "curves", "image_pairs", "scatter"]
 
 
 def _figure(width: float, height: float, dpi: int = 110) -> Any:
@@ -153,3 +153,33 @@ def image_pairs(
         fig.suptitle(title, fontsize=8)
     fig.tight_layout()
     return _save(fig, path, dpi=100)
+
+
+def curves(
+    series: dict[str, tuple[Sequence[float], Sequence[float]]],
+    path: str | os.PathLike[str],
+    *,
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+    log_x: bool = True,
+) -> Path:
+    """One line with markers per named series ``name → (x, y)``, to a PNG (log x by default)."""
+    if not series:
+        raise ValueError("curves: no series to plot")
+    fig = _figure(5.5, 4.0)
+    ax = fig.add_subplot()
+    for name, (x, y) in series.items():
+        if len(x) != len(y):
+            raise ValueError(f"curves: series {name!r} has {len(x)} x values and {len(y)} y values")
+        ax.plot(list(x), list(y), marker="o", label=name)
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)

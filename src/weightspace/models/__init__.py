@@ -2,12 +2,17 @@
 
 from weightspace.models.baselines import FlatMLP, StatNet, tensor_statistics
 from weightspace.models.nfn import EquivariantNFN, InvariantNFN, MLPHead
+from weightspace.models.probe import HybridModel, ProbeModel
+from weightspace.models.standardize import Standardized
 
 __all__ = [
     "EquivariantNFN",
     "FlatMLP",
+    "HybridModel",
     "InvariantNFN",
     "MLPHead",
+    "ProbeModel",
+    "Standardized",
     "StatNet",
     "tensor_statistics",
 ]

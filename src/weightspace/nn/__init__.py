@@ -4,6 +4,7 @@ from weightspace.nn.activation import Activation, ChannelDropout, ChannelNorm, g
 from weightspace.nn.encoding import GaussianFourierFeatures, LearnedIOEncoding, SinusoidalIOEncoding
 from weightspace.nn.linear import HNPLinear, NPLinear, PointwiseLinear
 from weightspace.nn.pool import HNPPool, NPPool
+from weightspace.nn.probe import ProbeFeatures
 
 __all__ = [
     "Activation",
@@ -16,6 +17,7 @@ __all__ = [
     "NPLinear",
     "NPPool",
     "PointwiseLinear",
+    "ProbeFeatures",
     "SinusoidalIOEncoding",
     "get_activation",
 ]

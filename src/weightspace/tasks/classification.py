@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from weightspace import viz
 from weightspace.tasks import runner
 from weightspace.tasks.base import Items, Task
-from weightspace.tasks.inputs import AugmentedLoss, SymmetryAugmentation
+from weightspace.tasks.inputs import Augmentation, AugmentedLoss
 from weightspace.tasks.metrics import accuracy, classification_metrics
 from weightspace.train.loop import predict
 
@@ -52,8 +52,8 @@ class ClassificationTask(Task):
     higher_is_better: ClassVar[bool] = True
     required: ClassVar[tuple[str, ...]] = ("num_classes", "classes")
 
-    def augmentation(self) -> SymmetryAugmentation | None:
-        """The random function-preserving copies to train on (``None``: none)."""
+    def augmentation(self) -> Augmentation | list[Augmentation] | None:
+        """The random copies to train on, function-preserving or not (``None``: none)."""
         return None
 
     def describe(self, data: Any, where: str) -> dict[str, Any]:

@@ -1,9 +1,9 @@
 """What a task does to the weights before its model sees them: standardisation, and training
 on random function-preserving copies of each network (the one augmentation of every task).
 
-:class:`Standardized` divides each weight and bias tensor by one scalar scale after subtracting
-one scalar shift, both measured on the training split; a scalar per tensor commutes with every
-neuron permutation, so the model's symmetry is untouched.
+:class:`Standardized` (from :mod:`weightspace.models.standardize`, where models that hold
+one, like the hybrid probe model, find it) divides each weight and bias tensor by one scalar
+scale after subtracting one scalar shift, both measured on the training split.
 
 A network's weights can change without changing its function: hidden neurons can be permuted
 (always), negated (odd activations: tanh, sine) or scaled by a positive factor that the next
@@ -21,7 +21,7 @@ and test items are never touched.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,11 +29,13 @@ import torch
 from torch import Tensor, nn
 
 from weightspace import symmetry
-from weightspace.space.features import WeightSpaceFeatures, check_features
+from weightspace.functional.affine import precompose_affine, random_similarities
+from weightspace.models.standardize import Standardized
+from weightspace.space.features import WeightSpaceFeatures
 from weightspace.space.spec import NetworkSpec
 from weightspace.train.loop import Supervised, split_batch
 
-__all__ = ["AugmentedLoss", "Standardized", "SymmetryAugmentation"]
+__all__ = ["AffineAugmentation", "AugmentedLoss", "Standardized", "SymmetryAugmentation"]
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,49 @@ class SymmetryAugmentation:
         return self.signs or self.scales or self.permute
 
 
+@dataclass(frozen=True)
+class AffineAugmentation:
+    """Random moves, turns and zooms of what coordinate networks (INRs) draw, made on the weights.
+
+    Each network becomes ``x ↦ f(s R(θ) x + t)`` (:func:`weightspace.functional.precompose_affine`,
+    exact: only the first layer changes), with ``θ`` uniform in ``±degrees``, ``log s`` in
+    ``±log scale`` and each coordinate of ``t`` in ``±shift``. Unlike
+    :class:`SymmetryAugmentation` this changes the function: it is image augmentation, for
+    labels that survive a small move of the image (a digit's class), on 2-D inputs.
+
+    Shapes
+    ------
+    - x: :class:`WeightSpaceFeatures` of dense networks with 2 inputs
+    - returns: features of the same shapes
+    """
+
+    degrees: float = 0.0
+    scale: float = 1.0
+    shift: float = 0.0
+
+    def __call__(self, x: WeightSpaceFeatures, odd: Tensor | None = None) -> WeightSpaceFeatures:
+        if x.spec.widths[0] != 2:
+            raise ValueError(
+                f"AffineAugmentation: moves 2-D inputs (coordinate networks), got {x.spec}"
+            )
+        matrix, offset = random_similarities(
+            x.batch_size,
+            max_degrees=self.degrees,
+            max_scale=self.scale,
+            max_shift=self.shift,
+            device=x.device,
+        )
+        return precompose_affine(x, matrix, offset)
+
+    @property
+    def active(self) -> bool:
+        return self.degrees > 0 or self.scale > 1 or self.shift > 0
+
+
+#: An augmentation: ``(features, odd mask or None) -> features``, with an ``active`` flag.
+Augmentation = SymmetryAugmentation | AffineAugmentation
+
+
 class AugmentedLoss(Supervised):
     """``loss_fn(model(augment(x)), y)`` on training batches, ``loss_fn(model(x), y)`` otherwise.
 
@@ -98,52 +143,20 @@ class AugmentedLoss(Supervised):
     """
 
     def __init__(
-        self, loss_fn: Callable[[Any, Any], Tensor], augment: SymmetryAugmentation | None
+        self,
+        loss_fn: Callable[[Any, Any], Tensor],
+        augment: Augmentation | Sequence[Augmentation] | None,
     ) -> None:
         super().__init__(loss_fn)
-        self.augment = augment if augment is not None and augment.active else None
+        given = [] if augment is None else [augment] if callable(augment) else list(augment)
+        self.augments = [a for a in given if a.active]
 
     def __call__(self, model: nn.Module, batch: Any, epoch: int) -> tuple[Tensor, dict[str, float]]:
         extra = None
         if isinstance(batch, tuple | list) and len(batch) == 3:
             batch, extra = batch[:2], batch[2]
         x, y = split_batch(batch, "fit")
-        if self.augment is not None and model.training:
-            x = self.augment(x, extra)
+        if model.training:
+            for augment in self.augments:
+                x = augment(x, extra)
         return self.loss_fn(model(x), y), {}
-
-
-class Standardized(nn.Module):
-    """``net`` applied to per-tensor standardised weights: tensor t becomes
-    ``(t - shift) / scale``.
-
-    ``shift`` and ``scale`` are ``(2L,)`` buffers in ``spec.tensors`` order (W_1..W_L,
-    b_1..b_L), the identity until :meth:`set_statistics`.
-
-    Shapes
-    ------
-    - input: :class:`WeightSpaceFeatures` on ``spec`` with 1 channel
-    - output: whatever ``net`` returns
-    """
-
-    def __init__(self, net: nn.Module, spec: NetworkSpec) -> None:
-        super().__init__()
-        self.net, self.spec = net, spec
-        self.register_buffer("shift", torch.zeros(len(spec.tensors)))
-        self.register_buffer("scale", torch.ones(len(spec.tensors)))
-
-    @torch.no_grad()
-    def set_statistics(self, features: WeightSpaceFeatures) -> None:
-        """Each tensor's mean and standard deviation over all networks and entries (in float64;
-        a constant tensor keeps scale 1)."""
-        check_features(features, self.spec, 1, f"{type(self).__name__}.set_statistics")
-        std, mean = zip(*(torch.std_mean(t.double(), correction=0) for t in features.tensors))
-        std = torch.stack(std)
-        self.shift.copy_(torch.stack(mean))
-        self.scale.copy_(torch.where(std > 1e-12, std, torch.ones_like(std)))
-
-    def forward(self, x: WeightSpaceFeatures) -> Any:
-        check_features(x, self.spec, 1, type(self).__name__)
-        shift, scale = self.shift.to(x.dtype), self.scale.to(x.dtype)
-        tensors = [(t - shift[k]) / scale[k] for k, t in enumerate(x.tensors)]
-        return self.net(WeightSpaceFeatures.from_tensors(tensors, self.spec))

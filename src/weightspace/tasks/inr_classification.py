@@ -26,21 +26,33 @@ from typing import Any, ClassVar
 
 from torch import nn
 
-from weightspace.data.inr import InrDataset
+from weightspace.data.inr import InrDataset, siren_activation
 from weightspace.data.siren_format import PAPER_SPLIT_POINTS
+from weightspace.models.probe import HybridModel, ProbeModel
+from weightspace.nn.probe import PROBE_GENERATORS
 from weightspace.space.spec import NetworkSpec
 from weightspace.tasks import base, runner
 from weightspace.tasks.base import TaskConfig, option
 from weightspace.tasks.classification import ClassificationTask
-from weightspace.tasks.inputs import Standardized, SymmetryAugmentation
+from weightspace.tasks.inputs import (
+    AffineAugmentation,
+    Augmentation,
+    Standardized,
+    SymmetryAugmentation,
+)
 from weightspace.tasks.sources import INR_SOURCES, detect_inr_source, load_any_inrs
 
 __all__ = ["MODELS", "PAPER_CONFIG", "SOURCES", "InrClassification", "InrClassifier"]
 __all__ += ["InrClassifyConfig", "build_classifier", "detect_inr_source", "evaluate_inrs"]
 __all__ += ["load_any_inrs", "paper_config", "run_inr_classification"]
 
-MODELS: tuple[str, ...] = ("np", "hnp", "mlp", "mlp-aug")
+MODELS: tuple[str, ...] = ("np", "hnp", "mlp", "mlp-aug", "probe", "np-probe")
+#: Models that read the function through learned probes (:mod:`weightspace.models.probe`).
+PROBE_MODELS: tuple[str, ...] = ("probe", "np-probe")
 SOURCES = INR_SOURCES
+#: ``image_augment``'s moves (:class:`~weightspace.tasks.inputs.AffineAugmentation`): up to 10°
+#: of rotation, 10 % of zoom and 2 pixels of shift on a 28-pixel side (coordinates span 2).
+IMAGE_AUGMENT: tuple[float, float, float] = (10.0, 1.1, 2 * 2 / 27)
 #: Gaussian Fourier features the NFN classifiers use by default (``fourier_features="auto"``).
 NFN_FOURIER_FEATURES = 64
 #: The paper's INR classifier (§4), for a GPU: 3 NP layers of 512 channels with a sinusoidal IO
@@ -69,7 +81,7 @@ class InrClassifyConfig(TaskConfig):
     """
 
     models = MODELS
-    nfn_models = ("np", "hnp")
+    nfn_models = ("np", "hnp", "np-probe")
 
     inrs: str
     model: str
@@ -84,6 +96,13 @@ class InrClassifyConfig(TaskConfig):
         type=base.auto_or_count,
     )
     normalize: bool = True
+    image_augment: bool | str = option(
+        "auto", "random moves of the images, made on the weights (auto: off)", type=base.auto_on_off
+    )
+    probes: int = option(128, "probe inputs of the probe models", type=base.positive_int)
+    probe_generator: str = option(
+        "deep-linear", "how probes are parameterised (probe models)", choices=PROBE_GENERATORS
+    )
     sign_flips: bool | str = option(
         "auto", "hidden-neuron sign flips in training (auto: on for NFNs)", type=base.auto_on_off
     )
@@ -97,6 +116,10 @@ class InrClassifyConfig(TaskConfig):
         nfn = self.model in self.nfn_models
         if not (isinstance(self.dropout, int | float) and 0 <= self.dropout < 1):
             self.refuse("dropout", "in [0, 1)")
+        if self.image_augment == "auto":
+            self.image_augment = False
+        if not isinstance(self.image_augment, bool):
+            self.refuse("image_augment", "True, False or 'auto'")
         if self.sign_flips == "auto":
             self.sign_flips = nfn
         if not isinstance(self.sign_flips, bool):
@@ -137,14 +160,30 @@ def build_classifier(
     head_hidden: Sequence[int] = (256,),
     dropout: float = 0.2,
     fourier_features: int | None = None,
-) -> Standardized:
+    probes: int = 128,
+    probe_generator: str = "deep-linear",
+) -> nn.Module:
     """The classifier named ``model`` (:data:`MODELS`) for INRs on ``spec`` with ``num_classes``
-    logits (see :func:`~weightspace.tasks.base.invariant_model`; ``"mlp-aug"`` is the
-    ``"mlp"`` network), behind a :class:`~weightspace.tasks.inputs.Standardized`."""
+    logits.
+
+    The weight-space models (see :func:`~weightspace.tasks.base.invariant_model`; ``"mlp-aug"``
+    is the ``"mlp"`` network) sit behind a :class:`~weightspace.tasks.inputs.Standardized`.
+    ``"probe"`` is a :class:`~weightspace.models.ProbeModel` with ``probes`` probes, which runs
+    the SIRENs as they are; ``"np-probe"`` a :class:`~weightspace.models.HybridModel` of those
+    probes and an NP NFN of ``hidden_channels`` (standardised inside).
+    """
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; expected one of {MODELS}")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"build_classifier: need at least 2 classes, got {num_classes!r}")
+    if model in PROBE_MODELS:
+        probe = {"num_probes": probes, "generator": probe_generator, "activation": siren_activation}
+        if model == "probe":
+            return ProbeModel(spec, tuple(head_hidden), num_classes, dropout, **probe)
+        return HybridModel(
+            spec, "np", tuple(hidden_channels), tuple(head_hidden), num_classes, dropout,
+            fourier_features=fourier_features, **probe,
+        )  # fmt: skip
     name = "mlp" if model == "mlp-aug" else model
     options = {"fourier_features": fourier_features, "dropout": dropout}
     net = base.invariant_model(name, spec, hidden_channels, head_hidden, num_classes, **options)
@@ -160,7 +199,15 @@ class InrClassification(ClassificationTask):
     data_field, noun, unit = "inrs", "INRs", "INRs"
     data_help = "INR folder (`weightspace inr fit` or SIRENs)"
     cli_fields = ("seed", "epochs", "batch_size", "lr", "patience")
-    cli_fields += ("fourier_features", "sign_flips", "source", "device")
+    cli_fields += (
+        "fourier_features",
+        "sign_flips",
+        "image_augment",
+        "probes",
+        "probe_generator",
+        "source",
+    )
+    cli_fields += ("device",)
     eval_batch_size = 256
     required = (*ClassificationTask.required, "hidden_channels", "head_hidden")
     #: Another folder's format is told apart again; extra training fits are not test data.
@@ -192,16 +239,23 @@ class InrClassification(ClassificationTask):
             head_hidden=s["head_hidden"],
             dropout=float(s.get("dropout", 0.0)),
             fourier_features=s.get("fourier_features"),
+            probes=int(s.get("probes", 128)),
+            probe_generator=s.get("probe_generator", "deep-linear"),
         )
 
     def prepare(self, model: nn.Module, train: InrDataset) -> None:
-        if self.settings.get("normalize", True):
-            model.set_statistics(train.features)  # type: ignore[operator]
+        if self.settings.get("normalize", True) and hasattr(model, "set_statistics"):
+            model.set_statistics(train.features)
 
-    def augmentation(self) -> SymmetryAugmentation:
+    def augmentation(self) -> list[Augmentation]:
         s = self.settings
         spec, flips = NetworkSpec.from_dict(s["spec"]), bool(s.get("sign_flips"))
-        return SymmetryAugmentation(spec, signs=flips, permute=s["model"] == "mlp-aug")
+        augments: list[Augmentation] = [
+            SymmetryAugmentation(spec, signs=flips, permute=s["model"] == "mlp-aug")
+        ]
+        if s.get("image_augment"):
+            augments.append(AffineAugmentation(*IMAGE_AUGMENT))
+        return augments
 
 
 def run_inr_classification(
