@@ -9,6 +9,7 @@ from weightspace import NetworkSpec, WeightSpaceFeatures
 from weightspace.data.container import Zoo, fixed_split
 from weightspace.tasks import runner
 from weightspace.tasks.generalization import (
+    Generalization,
     GeneralizationConfig,
     build_predictor,
     detect_zoo_kind,
@@ -253,3 +254,37 @@ def test_augmented_batches_are_the_same_functions(tmp_path):
     bad = Zoo(zoo.spec, zoo.features, zoo.test_accuracy, [{"index": 3}] * 8, zoo.split)
     with pytest.raises(ValueError, match="network 3 has activation None; symmetry augmentation"):
         task.items(bad, train=True)
+
+
+@pytest.mark.parametrize("model", ["probe", "hnp-probe"])
+def test_probe_predictors_run_each_network_with_its_own_activation(tmp_path, model):
+    from weightspace import symmetry
+    from weightspace.data.zoo import load_zoo
+
+    from ._zoos import digits_zoo
+
+    zoo = load_zoo(digits_zoo(tmp_path / "zoo", 24, 24, limit_train=64, limit_test=32))
+    acts = {row["activation"] for row in zoo.metadata}
+    assert acts == {"relu", "tanh"}  # the zoo mixes both, so routing matters
+    cfg = small(model, tmp_path / "run", zoo=str(tmp_path / "zoo"), epochs=2, probes=8)
+    metrics = run_generalization(cfg, progress=False)
+    assert -1 <= metrics["kendall_tau"] <= 1
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())["task"]
+    assert saved["activations"] == ["relu", "tanh"]
+    assert saved["probe_input"] == {"shape": [8, 8], "stride": 2, "padding": 1}
+    assert evaluate(tmp_path / "run", tmp_path / "zoo")["mae"] == pytest.approx(metrics["mae"])
+    # The model is invariant to hidden-neuron permutations, and reads each network's activation.
+    _, _, net = runner.load_trained(Generalization, tmp_path / "run")
+    net.eval()
+    x = zoo.features[:6]
+    index = torch.tensor([saved["activations"].index(r["activation"]) for r in zoo.metadata[:6]])
+    g = symmetry.sample(zoo.spec, "hnp", batch_size=6)
+    with torch.no_grad():
+        y = net((x, index))
+        torch.testing.assert_close(net((x.permute(g), index)), y, rtol=1e-4, atol=1e-5)
+        assert (net((x, 1 - index)) - y).abs().max() > 1e-4  # control: the wrong activations
+
+
+def test_probe_predictors_refuse_zoos_that_record_no_activation(tmp_path, zoo):
+    with pytest.raises(ValueError, match="some rows record no activation"):
+        run_generalization(small("probe", tmp_path), zoo=zoo, progress=False)

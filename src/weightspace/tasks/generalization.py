@@ -26,6 +26,11 @@ from torch import Tensor, nn
 
 from weightspace import viz
 from weightspace.data.container import Zoo
+from weightspace.data.images import IMAGE_SHAPES
+from weightspace.data.zoo import PADDING, STRIDE, ZOO_FORMAT
+from weightspace.models.probe import HybridModel, ProbeModel
+from weightspace.nn.probe import PROBE_GENERATORS
+from weightspace.space.features import WeightSpaceFeatures
 from weightspace.space.spec import NetworkSpec
 from weightspace.tasks import runner
 from weightspace.tasks.base import Items, Task, TaskConfig, invariant_model, option, positive_int
@@ -49,7 +54,11 @@ __all__ = [
 
 #: Predictor names: NFN under hidden-neuron permutations, NFN under all neuron permutations
 #: with a sinusoidal IO encoding, the StatNN baseline and an MLP on flattened weights.
-MODELS: tuple[str, ...] = ("hnp", "np", "statnet", "mlp")
+MODELS: tuple[str, ...] = ("hnp", "np", "statnet", "mlp", "probe", "hnp-probe")
+#: Models that run the networks on learned probe images (:mod:`weightspace.models.probe`).
+PROBE_MODELS: tuple[str, ...] = ("probe", "hnp-probe")
+#: Image side of each Small CNN Zoo dataset (its ``config.dataset``), for the probes.
+SMALL_CNN_ZOO_SIDES = {"cifar10": 32, "svhn_cropped": 32, "mnist": 28, "fashion_mnist": 28}
 #: Activations with an exact neuron-wise symmetry beyond permutations (see
 #: :mod:`weightspace.symmetry.neurons`): sign flips for odd ones, positive rescaling for ReLU.
 ODD_ACTIVATIONS = ("tanh", "sin")
@@ -84,7 +93,7 @@ class GeneralizationConfig(TaskConfig):
     """
 
     models = MODELS
-    nfn_models = ("hnp", "np")
+    nfn_models = ("hnp", "np", "hnp-probe")
 
     zoo: str
     model: str
@@ -98,6 +107,10 @@ class GeneralizationConfig(TaskConfig):
     split_seed: int = 0
     augment: bool = option(
         False, "train on random same-function copies (tanh: sign flips, ReLU: rescaled neurons)"
+    )
+    probes: int = option(64, "probe images of the probe models", type=positive_int)
+    probe_generator: str = option(
+        "deep-linear", "how probes are parameterised (probe models)", choices=PROBE_GENERATORS
     )
 
 
@@ -113,15 +126,70 @@ def build_predictor(
     spec: NetworkSpec,
     hidden_channels: tuple[int, ...] = (16, 16, 5),
     head_hidden: tuple[int, ...] = (1000,),
+    *,
+    probe: dict[str, Any] | None = None,
 ) -> nn.Module:
     """The predictor named ``model`` for networks on ``spec``, with one output (a logit).
 
     ``"hnp"``: :class:`InvariantNFN` with HNP layers and no IO encoding; ``"np"``: NP layers with
-    a sinusoidal IO encoding; ``"statnet"``: :class:`StatNet`; ``"mlp"``: :class:`FlatMLP`.
+    a sinusoidal IO encoding; ``"statnet"``: :class:`StatNet`; ``"mlp"``: :class:`FlatMLP`;
+    ``"probe"``: a :class:`~weightspace.models.ProbeModel` and ``"hnp-probe"`` a
+    :class:`~weightspace.models.HybridModel` with an HNP branch, both with the
+    :class:`~weightspace.nn.ProbeFeatures` options ``probe`` (``input_shape``, ``stride``,
+    ``padding``, ``num_probes``, ``generator``) and taking ``(features, activation index)``
+    inputs (:class:`ByActivation`).
     """
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; expected one of {MODELS}")
-    return invariant_model(model, spec, hidden_channels, head_hidden, 1)
+    if model not in PROBE_MODELS:
+        return invariant_model(model, spec, hidden_channels, head_hidden, 1)
+    options = dict(probe or {})
+    names = tuple(options.pop("activations", ("relu",)))
+    options.setdefault("init", "normal")
+    if model == "probe":
+        net: nn.Module = ProbeModel(spec, head_hidden, 1, activation=names[0], **options)
+    else:
+        net = HybridModel(
+            spec, "hnp", hidden_channels, head_hidden, 1, io_encoding=None,
+            activation=names[0], **options,
+        )  # fmt: skip
+    return ByActivation(net, names)
+
+
+class ByActivation(nn.Module):
+    """A probe model for a zoo of mixed activations: input ``(features, index)``, where
+    ``index[b]`` names network b's activation in ``names``; each network runs with its own.
+
+    Shapes
+    ------
+    - input: ``(WeightSpaceFeatures with B networks, (B,) int64)``
+    - output: what the wrapped model returns
+    """
+
+    def __init__(self, net: nn.Module, names: tuple[str, ...]) -> None:
+        super().__init__()
+        self.net, self.names = net, tuple(names)
+
+    def set_statistics(self, features: WeightSpaceFeatures) -> None:
+        if hasattr(self.net, "set_statistics"):
+            self.net.set_statistics(features)
+
+    def forward(self, x: tuple[WeightSpaceFeatures, Tensor]) -> Tensor:
+        features, index = x
+        return self.net(features, [self.names[int(k)] for k in index.tolist()])
+
+    def extra_repr(self) -> str:
+        return f"activations={self.names}"
+
+
+class _Inputs:
+    """``(features[i], index[i])`` pairs for :class:`ByActivation`."""
+
+    def __init__(self, features: WeightSpaceFeatures, index: Tensor) -> None:
+        self.features, self.index = features, index
+
+    def __getitem__(self, i: int) -> tuple[WeightSpaceFeatures, Tensor]:
+        return self.features[i], self.index[i]
 
 
 def _bce_loss(logits: Tensor, accuracy: Tensor) -> Tensor:
@@ -136,7 +204,8 @@ class Generalization(Task):
     config_class = GeneralizationConfig
     data_field, noun, unit = "zoo", "zoo", "networks"
     data_help = "zoo folder (generated or the Small CNN Zoo)"
-    cli_fields = ("seed", "epochs", "batch_size", "lr", "patience", "augment", "zoo_kind", "device")
+    cli_fields = ("seed", "epochs", "batch_size", "lr", "patience", "augment", "probes")
+    cli_fields += ("probe_generator", "zoo_kind", "device")
     metric, higher_is_better, min_split = "kendall_tau", True, 2
     required = ("hidden_channels", "head_hidden")
     eval_overrides: ClassVar[dict[str, Any]] = {"zoo_kind": "auto"}
@@ -163,6 +232,35 @@ class Generalization(Task):
     def split_hint(self, data: Zoo, extra: dict[str, Any]) -> str:
         return f" after dropping {extra['dropped']} diverged ones"
 
+    def describe(self, data: Zoo, where: str) -> dict[str, Any]:
+        if self.settings["model"] not in PROBE_MODELS:
+            return {}
+        acts = [network_activation(row) for row in data.metadata]
+        if any(a is None for a in acts):
+            raise ValueError(
+                f"zoo {where!r}: a probe model runs the networks, but some rows record no "
+                "activation ('activation' or 'config.activation')"
+            )
+        return {"activations": sorted(set(acts)), "probe_input": _probe_input(data, where)}  # type: ignore[type-var]
+
+    def check_compatible(self, data: Zoo, where: str, run: Path) -> None:
+        if self.settings["model"] in PROBE_MODELS:
+            known = set(self.settings["activations"])
+            new = {network_activation(row) for row in data.metadata} - known
+            if new:
+                raise ValueError(
+                    f"zoo {where!r} holds networks with activations {sorted(map(str, new))}; "
+                    f"the probe model in {str(run)!r} knows {sorted(known)}"
+                )
+
+    def inputs(self, part: Zoo) -> Any:
+        """What the model reads: the weights, with each network's activation for probe models."""
+        if self.settings["model"] not in PROBE_MODELS:
+            return part.features
+        names = list(self.settings["activations"])
+        index = [names.index(str(network_activation(row))) for row in part.metadata]
+        return _Inputs(part.features, torch.tensor(index, dtype=torch.long))
+
     def items(self, part: Zoo, *, train: bool) -> Items:
         odd = None
         if train and self.settings.get("augment"):
@@ -175,13 +273,28 @@ class Generalization(Task):
                         f"augmentation needs one of {ODD_ACTIVATIONS + HOMOGENEOUS_ACTIVATIONS}"
                     )
             odd = torch.tensor([act in ODD_ACTIVATIONS for act in acts])
-        return Items(part.features, part.test_accuracy.float(), odd)
+        return Items(self.inputs(part), part.test_accuracy.float(), odd)
 
     def build(self, spec: NetworkSpec) -> nn.Module:
         s = self.settings
+        probe = None
+        if s["model"] in PROBE_MODELS:
+            geometry = s["probe_input"]
+            probe = {
+                "activations": s["activations"],
+                "input_shape": tuple(geometry["shape"]),
+                "stride": geometry["stride"],
+                "padding": geometry["padding"],
+                "num_probes": int(s.get("probes", 64)),
+                "generator": s.get("probe_generator", "deep-linear"),
+            }
         return build_predictor(
-            s["model"], spec, tuple(s["hidden_channels"]), tuple(s["head_hidden"])
+            s["model"], spec, tuple(s["hidden_channels"]), tuple(s["head_hidden"]), probe=probe
         )
+
+    def prepare(self, model: nn.Module, train: Zoo) -> None:
+        if hasattr(model, "set_statistics"):
+            model.set_statistics(train.features)
 
     def objective(self) -> AugmentedLoss:
         spec = NetworkSpec.from_dict(self.settings["spec"])
@@ -192,7 +305,7 @@ class Generalization(Task):
         return kendall_tau(torch.sigmoid(logits.reshape(-1)), accuracy)
 
     def score(self, model: nn.Module, test: Zoo, title: str, out: Path | None) -> dict[str, Any]:
-        items = Items(test.features, test.test_accuracy.float())
+        items = Items(self.inputs(test), test.test_accuracy.float())
         logits, actual = predict(model, items, batch_size=self.eval_batch_size)
         predicted, actual = torch.sigmoid(logits.reshape(-1)).cpu(), actual.cpu()
         metrics: dict[str, Any] = {**regression_metrics(predicted, actual), "n_test": len(test)}
@@ -203,6 +316,20 @@ class Generalization(Task):
             rows = zip(actual.tolist(), predicted.tolist())
             runner.write_csv(["actual", "predicted"], rows, out / "predictions.csv")
         return metrics
+
+
+def _probe_input(data: Zoo, where: str) -> dict[str, Any]:
+    """The probe images' shape and the convs' stride and padding of the zoo's networks."""
+    source, dataset = data.info.get("source"), data.info.get("dataset")
+    if source == ZOO_FORMAT and dataset in IMAGE_SHAPES:
+        return {"shape": list(IMAGE_SHAPES[dataset][1:]), "stride": STRIDE, "padding": PADDING}
+    if source == "small-cnn-zoo" and dataset in SMALL_CNN_ZOO_SIDES:
+        side = SMALL_CNN_ZOO_SIDES[str(dataset)]
+        return {"shape": [side, side], "stride": 2, "padding": 0}
+    raise ValueError(
+        f"zoo {where!r}: a probe model needs the networks' input size, unknown for a "
+        f"{source!r} zoo of dataset {dataset!r}"
+    )
 
 
 def run_generalization(

@@ -156,7 +156,11 @@ class AugmentedLoss(Supervised):
         if isinstance(batch, tuple | list) and len(batch) == 3:
             batch, extra = batch[:2], batch[2]
         x, y = split_batch(batch, "fit")
-        if model.training:
+        if model.training and self.augments:
+            # Models that take more than the weights (a probe model's activation index) get
+            # (features, …) tuples: the augmentation changes the features only.
+            features = x[0] if isinstance(x, tuple | list) else x
             for augment in self.augments:
-                x = augment(x, extra)
+                features = augment(features, extra)
+            x = (features, *x[1:]) if isinstance(x, tuple | list) else features
         return self.loss_fn(model(x), y), {}
