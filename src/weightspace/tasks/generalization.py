@@ -136,7 +136,8 @@ class Generalization(Task):
     config_class = GeneralizationConfig
     data_field, noun, unit = "zoo", "zoo", "networks"
     data_help = "zoo folder (generated or the Small CNN Zoo)"
-    cli_fields = ("seed", "epochs", "batch_size", "lr", "patience", "augment", "zoo_kind", "device")
+    cli_fields = ("seed", "epochs", "batch_size", "lr", "patience", "warmup_steps")
+    cli_fields += ("augment", "zoo_kind", "device")
     metric, higher_is_better, min_split = "kendall_tau", True, 2
     required = ("hidden_channels", "head_hidden")
     eval_overrides: ClassVar[dict[str, Any]] = {"zoo_kind": "auto"}

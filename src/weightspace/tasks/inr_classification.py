@@ -159,7 +159,7 @@ class InrClassification(ClassificationTask):
     config_class = InrClassifyConfig
     data_field, noun, unit = "inrs", "INRs", "INRs"
     data_help = "INR folder (`weightspace inr fit` or SIRENs)"
-    cli_fields = ("seed", "epochs", "batch_size", "lr", "patience")
+    cli_fields = ("seed", "epochs", "batch_size", "lr", "patience", "warmup_steps")
     cli_fields += ("fourier_features", "sign_flips", "source", "device")
     eval_batch_size = 256
     required = (*ClassificationTask.required, "hidden_channels", "head_hidden")
