@@ -5,7 +5,15 @@ from hypothesis import strategies as st
 
 from weightspace import NetworkSpec, symmetry
 from weightspace.models import EquivariantNFN, InvariantNFN, MLPHead
-from weightspace.nn import Activation, HNPLinear, HNPPool, NPLinear, NPPool, PointwiseLinear
+from weightspace.nn import (
+    Activation,
+    ChannelDropout,
+    HNPLinear,
+    HNPPool,
+    NPLinear,
+    NPPool,
+    PointwiseLinear,
+)
 from weightspace.nn.encoding import GaussianFourierFeatures, LearnedIOEncoding, SinusoidalIOEncoding
 from weightspace.testing import (
     assert_equivariant,
@@ -129,6 +137,79 @@ def test_invariant_errors():
         InvariantNFN(spec, "pt")
     with pytest.raises(ValueError, match="hidden_channels"):
         InvariantNFN(spec, hidden_channels=())
+
+
+@HYPOTHESIS
+@given(spec=SPECS, mode=st.sampled_from(["hnp", "np"]))
+def test_invariant_with_channel_dropout_is_invariant_in_eval_mode(spec, mode):
+    torch.manual_seed(0)
+    model = InvariantNFN(spec, mode, io_encoding=None, channel_dropout=0.5, **SMALL)
+    assert sum(isinstance(m, ChannelDropout) for m in model.encoder) == 2
+    assert_invariant(model, spec, mode)  # the kit evaluates a float64 copy in eval mode
+
+
+def _copy_parameters(source: torch.nn.Module, target: torch.nn.Module) -> None:
+    """Same parameters in the same order (module indices differ once dropout slots exist)."""
+    pairs = list(zip(source.parameters(), target.parameters(), strict=True))
+    with torch.no_grad():
+        for a, b in pairs:
+            b.copy_(a)
+
+
+def test_channel_dropout_after_each_activation_and_only_in_training():
+    torch.manual_seed(0)
+    spec = NetworkSpec((3, 4, 5, 2))
+    model = InvariantNFN(spec, hidden_channels=(6, 6), head_hidden=(8,), channel_dropout=0.5)
+    kinds = [type(m) for m in model.encoder]
+    assert kinds == [HNPLinear, torch.nn.Identity, ChannelDropout] * 2
+    tanh = InvariantNFN(spec, hidden_channels=(6,), activation="tanh", channel_dropout=0.1)
+    assert [type(m) for m in tanh.encoder] == [HNPLinear, Activation, ChannelDropout]
+    plain = InvariantNFN(spec, hidden_channels=(6, 6), head_hidden=(8,))
+    _copy_parameters(plain, model)
+    x = random_features(spec, 8, dtype=torch.float32)
+    model.train()
+    a, b = model(x), model(x)
+    assert not torch.equal(a, b)  # other channels dropped in each call
+    model.eval()
+    plain.eval()
+    assert torch.equal(model(x), plain(x))  # eval mode: the model without dropout
+
+    eq = EquivariantNFN(spec, "hnp", (4, 5), channel_dropout=0.5)
+    # Between NF-Layers, none after the last.
+    assert [type(m) for m in eq.layers] == [
+        HNPLinear, torch.nn.Identity, ChannelDropout, HNPLinear, torch.nn.Identity,
+        ChannelDropout, HNPLinear,
+    ]  # fmt: skip
+    eq.train()
+    assert not torch.equal(eq(x).weights[0], eq(x).weights[0])
+    eq.eval()
+    plain_eq = EquivariantNFN(spec, "hnp", (4, 5))
+    _copy_parameters(plain_eq, eq)
+    assert all(torch.equal(u, v) for u, v in zip(eq(x).tensors, plain_eq.eval()(x).tensors))
+
+
+def test_no_channel_dropout_keeps_the_state_dict_keys():
+    """p = 0 adds no module: checkpoints of models saved before the option still load."""
+    spec = NetworkSpec((3, 4, 2))
+    for p in (0, 0.0):
+        inv = InvariantNFN(spec, hidden_channels=(4, 4), head_hidden=(8,), channel_dropout=p)
+        keys = inv.state_dict()
+        assert {k.split(".")[1] for k in keys if k.startswith("encoder.")} == {"0", "2"}
+        assert not any(isinstance(m, ChannelDropout) for m in inv.modules())
+        eq = EquivariantNFN(spec, "np", (4,), channel_dropout=p)  # sinusoidal encoding first
+        assert {k.split(".")[1] for k in eq.state_dict()} == {"1", "3"}
+    # Control: a positive p moves the second layer.
+    inv = InvariantNFN(spec, hidden_channels=(4, 4), head_hidden=(8,), channel_dropout=0.1)
+    assert "encoder.3.bias" in inv.state_dict() and "encoder.2.bias" not in inv.state_dict()
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, True, "0.5", None])
+def test_channel_dropout_is_checked(bad):
+    spec = NetworkSpec((3, 4, 2))
+    with pytest.raises(ValueError, match=r"InvariantNFN: channel_dropout must be a number in"):
+        InvariantNFN(spec, channel_dropout=bad)
+    with pytest.raises(ValueError, match=r"EquivariantNFN: channel_dropout must be a number in"):
+        EquivariantNFN(spec, channel_dropout=bad)
 
 
 # -------------------------------------------------------------- equivariant

@@ -440,6 +440,119 @@ def test_optimizer_factory_and_its_checkpoint(tmp_path):
         fit(make_model(), data, None, config=cfg, run_dir=tmp_path / "none")
 
 
+class _RecordingSGD(torch.optim.SGD):
+    """SGD that records every group's learning rate at each step."""
+
+    seen: list[list[float]]
+
+    def step(self, closure=None):  # type: ignore[override]
+        self.seen.append([group["lr"] for group in self.param_groups])
+        return super().step(closure)
+
+
+def _two_group_sgd(record: list[list[float]]):
+    def make(params):
+        params = list(params)
+        opt = _RecordingSGD(
+            [{"params": params[:2], "lr": 0.1}, {"params": params[2:], "lr": 0.02}], momentum=0.5
+        )
+        opt.seen = record
+        return opt
+
+    return make
+
+
+def _warmup_fit(tmp_path: Path, name: str, record: list, loss_fn=mse, **overrides) -> FitResult:
+    data = make_data()
+    cfg = {"epochs": 3, "batch_size": 8, "progress": False, **overrides}
+    return fit(
+        make_model(), data[:32], data[32:], loss_fn=loss_fn, metric_fn=neg_mse,
+        optimizer=_two_group_sgd(record), config=TrainConfig(**cfg), run_dir=tmp_path / name,
+    )  # fmt: skip
+
+
+def test_warmup_ramps_each_groups_own_learning_rate(tmp_path):
+    seen: list[list[float]] = []
+    result = _warmup_fit(tmp_path, "warm", seen, warmup_steps=6)  # 4 steps per epoch, 12 in all
+    ramp = [(s + 1) / 6 for s in range(6)] + [1.0] * 6
+    assert seen == [[0.1 * r, 0.02 * r] for r in ramp]
+    assert [row["lr"] for row in result.history] == [0.1 * (4 / 6), 0.1, 0.1]
+    config = json.loads((tmp_path / "warm" / "config.json").read_text())
+    assert config["train"]["warmup_steps"] == 6
+    # Without warm-up the optimiser's own rates are used untouched.
+    seen.clear()
+    result = _warmup_fit(tmp_path, "cold", seen)
+    assert seen == [[0.1, 0.02]] * 12
+    assert [row["lr"] for row in result.history] == [0.1] * 3
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_resume_in_the_middle_of_warmup_matches_an_uninterrupted_run(tmp_path):
+    _warmup_fit(tmp_path, "reference", [], warmup_steps=10)
+    calls = []
+
+    def dies_in_epoch_2(out, y):
+        calls.append(1)
+        if len(calls) == 6:  # the second batch of epoch 2 (4 batches per epoch)
+            raise _Interrupt
+        return mse(out, y)
+
+    with pytest.raises(_Interrupt):
+        _warmup_fit(tmp_path, "resumed", [], loss_fn=dies_in_epoch_2, warmup_steps=10)
+    assert load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")["epoch"] == 1
+    seen: list[list[float]] = []
+    result = _warmup_fit(tmp_path, "resumed", seen, warmup_steps=10)
+    assert result.resumed_from == 1
+    # Steps 4..11 of the ramp, from each group's rate as created, not the checkpoint's last one.
+    assert seen == [[0.1 * min(1, (s + 1) / 10), 0.02 * min(1, (s + 1) / 10)] for s in range(4, 12)]
+    ref = load_checkpoint(tmp_path / "reference" / "checkpoint.pt")
+    res = load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")
+    assert states_equal(ref["model"], res["model"])
+    assert ref["optimizer"]["param_groups"] == res["optimizer"]["param_groups"]
+    rows_ref = read_lines(tmp_path / "reference" / "metrics.jsonl")
+    rows_res = read_lines(tmp_path / "resumed" / "metrics.jsonl")
+    for a, b in zip(rows_ref, rows_res, strict=True):
+        assert (a["train_loss"], a["val_metric"], a["lr"]) == (
+            b["train_loss"],
+            b["val_metric"],
+            b["lr"],
+        )
+
+
+def test_warmup_zero_changes_nothing_and_old_run_folders_resume(tmp_path):
+    a, b, c = make_model(), make_model(), make_model()
+    run(tmp_path, "default", model=a)
+    run(tmp_path, "zero", model=b, warmup_steps=0)
+    run(tmp_path, "one", model=c, warmup_steps=1)  # scale 1 from the first step: same updates
+    assert states_equal(a.state_dict(), b.state_dict())
+    assert states_equal(a.state_dict(), c.state_dict())
+    assert (tmp_path / "default" / "config.json").read_bytes() == (
+        tmp_path / "zero" / "config.json"
+    ).read_bytes()
+    # config.json holds warmup_steps only when it is set, as folders written before it existed.
+    saved = json.loads((tmp_path / "zero" / "config.json").read_text())
+    assert "warmup_steps" not in saved["train"]
+    assert json.loads((tmp_path / "one" / "config.json").read_text())["train"]["warmup_steps"] == 1
+    assert run(tmp_path, "zero").resumed_from == 3
+    with pytest.raises(
+        ValueError, match=r"train\.warmup_steps: '<missing>' in config\.json, 5 now"
+    ):
+        run(tmp_path, "zero", warmup_steps=5)
+    with pytest.raises(
+        ValueError, match=r"train\.warmup_steps: 1 in config\.json, '<missing>' now"
+    ):
+        run(tmp_path, "one")
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "3"])
+def test_warmup_steps_is_checked(bad):
+    with pytest.raises(ValueError, match=r"TrainConfig\.warmup_steps must be an int >= 0, got "):
+        TrainConfig(warmup_steps=bad)
+
+
 def test_objective_logs_are_checked(tmp_path):
     data = make_data()
     cfg = TrainConfig(epochs=1, batch_size=8, progress=False)

@@ -17,7 +17,7 @@ from typing import Literal
 
 from torch import Tensor, nn
 
-from weightspace.nn.activation import Activation
+from weightspace.nn.activation import Activation, ChannelDropout
 from weightspace.nn.encoding import GaussianFourierFeatures, LearnedIOEncoding, SinusoidalIOEncoding
 from weightspace.nn.linear import HNPLinear, NPLinear, PointwiseLinear
 from weightspace.nn.pool import HNPPool, NPPool
@@ -116,18 +116,25 @@ def _front_end(
     return modules, sinusoidal.out_channels
 
 
+def _check_channel_dropout(p: float, who: str) -> None:
+    if isinstance(p, bool) or not isinstance(p, int | float) or not 0.0 <= p < 1.0:
+        raise ValueError(f"{who}: channel_dropout must be a number in [0, 1), got {p!r}")
+
+
 def _nf_layers(
     spec: NetworkSpec,
     mode: str,
     widths: Sequence[int],
     activation: ActivationArg,
     activate_last: bool,
+    channel_dropout: float = 0.0,
 ) -> list[nn.Module]:
     """NF-Layers mapping ``widths[0]`` channels through ``widths[1:]``, with activations between.
 
     A ReLU after an NP or HNP layer is fused into the layer (in place, masked in its backward);
     an ``nn.Identity`` then takes the activation's slot, so module indices (and state-dict keys)
-    are the same either way.
+    are the same either way. A :class:`~weightspace.nn.ChannelDropout` follows each activation
+    when ``channel_dropout > 0``; it has no parameters, and without it the modules are as before.
     """
     layer = _LAYERS[mode]
     fuse = activation == "relu" and mode in ("np", "hnp")
@@ -137,10 +144,12 @@ def _nf_layers(
         if activated and fuse:
             modules.append(layer(spec, c_in, c_out, activation="relu"))
             modules.append(nn.Identity())
-            continue
-        modules.append(layer(spec, c_in, c_out))
-        if activated:
-            modules.append(Activation(activation))
+        else:
+            modules.append(layer(spec, c_in, c_out))
+            if activated:
+                modules.append(Activation(activation))
+        if activated and channel_dropout > 0:
+            modules.append(ChannelDropout(channel_dropout))
     return modules
 
 
@@ -149,7 +158,8 @@ def _num_params(module: nn.Module) -> int:
 
 
 class InvariantNFN(nn.Module):
-    """Invariant NFN: [Fourier features] → [IO encoding] → NF-Layers + activations → pool → MLP.
+    """Invariant NFN: [Fourier features] → [IO encoding] → NF-Layers + activations [+ channel
+    dropout] → pool → MLP.
 
     Maps each network's weights to a vector that does not change when its hidden neurons are
     permuted (the paper's NFN_HNP and NFN_NP generalisation predictors and INR classifiers).
@@ -182,6 +192,9 @@ class InvariantNFN(nn.Module):
         Dropout in the MLP head.
     activation:
         Entrywise nonlinearity after each NF-Layer (the head uses ReLU).
+    channel_dropout:
+        Probability of a :class:`~weightspace.nn.ChannelDropout` after each NF-Layer's
+        activation, which drops whole channels of a network in training (no module when 0).
 
     Shapes
     ------
@@ -201,9 +214,11 @@ class InvariantNFN(nn.Module):
         fourier_features: int | None = None,
         dropout: float = 0.0,
         activation: ActivationArg = "relu",
+        channel_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         check_mode(mode)
+        _check_channel_dropout(channel_dropout, "InvariantNFN")
         if not hidden_channels:
             raise ValueError("InvariantNFN: hidden_channels needs at least one NF-Layer width")
         self.spec, self.mode = spec, mode
@@ -211,7 +226,8 @@ class InvariantNFN(nn.Module):
         front, channels = _front_end(
             spec, mode, in_channels, io_encoding, fourier_features, "InvariantNFN"
         )
-        layers = _nf_layers(spec, mode, [channels, *hidden_channels], activation, True)
+        widths = [channels, *hidden_channels]
+        layers = _nf_layers(spec, mode, widths, activation, True, channel_dropout)
         self.encoder = nn.Sequential(*front, *layers)
         self.pool = NPPool(spec) if mode == "np" else HNPPool(spec)
         self.head = MLPHead(
@@ -254,6 +270,9 @@ class EquivariantNFN(nn.Module):
         default ``"auto"`` is sinusoidal under NP and none otherwise.
     activation:
         Entrywise nonlinearity between NF-Layers (none after the last).
+    channel_dropout:
+        Probability of a :class:`~weightspace.nn.ChannelDropout` after each activation between
+        NF-Layers (none after the last layer; no module when 0).
 
     Shapes
     ------
@@ -270,15 +289,18 @@ class EquivariantNFN(nn.Module):
         out_channels: int = 1,
         io_encoding: IOEncoding | Literal["auto"] | None = "auto",
         activation: ActivationArg = "relu",
+        channel_dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        _check_channel_dropout(channel_dropout, "EquivariantNFN")
         if mode not in _LAYERS:
             raise ValueError(f"EquivariantNFN: mode must be one of {tuple(_LAYERS)}, got {mode!r}")
         self.spec, self.mode = spec, mode
         self.in_channels, self.out_channels = in_channels, out_channels
         front, channels = _front_end(spec, mode, in_channels, io_encoding, None, "EquivariantNFN")
         widths = [channels, *hidden_channels, out_channels]
-        self.layers = nn.Sequential(*front, *_nf_layers(spec, mode, widths, activation, False))
+        layers = _nf_layers(spec, mode, widths, activation, False, channel_dropout)
+        self.layers = nn.Sequential(*front, *layers)
 
     def forward(self, x: WeightSpaceFeatures) -> WeightSpaceFeatures:
         check_features(x, self.spec, self.in_channels, type(self).__name__)

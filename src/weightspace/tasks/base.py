@@ -37,6 +37,7 @@ __all__ = [
     "auto_on_off",
     "auto_or_count",
     "invariant_model",
+    "nonnegative_int",
     "option",
     "positive_float",
     "positive_int",
@@ -51,6 +52,17 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    """argparse type: an int >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
     return value
 
 
@@ -95,9 +107,10 @@ class TaskConfig:
     ----------
     seed:
         Seeds weight initialisation, training order and augmentation.
-    epochs, batch_size, lr, weight_decay, patience:
+    epochs, batch_size, lr, weight_decay, patience, warmup_steps:
         Training (Adam). ``patience`` stops after that many epochs without a better validation
-        metric (``None``: never).
+        metric (``None``: never); ``warmup_steps`` ramps the learning rate up linearly over the
+        first optimiser steps (:class:`~weightspace.train.TrainConfig`).
     device:
         ``"auto"``, ``"cpu"``, ``"cuda"``, …; may change when a run is resumed.
     """
@@ -106,6 +119,9 @@ class TaskConfig:
     models: ClassVar[tuple[str, ...]] = ()
     #: Models that are NFNs: they need at least one ``hidden_channels`` layer.
     nfn_models: ClassVar[tuple[str, ...]] = ()
+    #: Fields added after runs were first written: :meth:`settings` holds them only when they
+    #: differ from their default, so run folders written before they existed still resume.
+    added_fields: ClassVar[tuple[str, ...]] = ("warmup_steps",)
 
     seed: int = option(0, "seeds initialisation, training order and augmentation", type=int)
     epochs: int = option(10, "passes over the training split", type=positive_int)
@@ -118,6 +134,9 @@ class TaskConfig:
         type=positive_int,
     )
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
+    warmup_steps: int = option(
+        0, "linear learning-rate warm-up over this many steps", type=nonnegative_int
+    )
 
     def __post_init__(self) -> None:
         name = type(self).__name__
@@ -156,13 +175,17 @@ class TaskConfig:
             seed=self.seed,
             device=self.device,
             patience=self.patience,
+            warmup_steps=self.warmup_steps,
             eval_batch_size=eval_batch_size,
             progress=progress,
         )
 
     def settings(self) -> dict[str, Any]:
-        """The fields a resumed run must share: all but ``out`` and ``device``."""
-        skip = ("out", "device")
+        """The fields a resumed run must share: all but ``out`` and ``device``, and those of
+        :attr:`added_fields` that are at their default."""
+        skip = {"out", "device"}
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        skip |= {k for k in self.added_fields if getattr(self, k) == defaults[k]}
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
 
@@ -175,14 +198,16 @@ def invariant_model(
     *,
     fourier_features: int | None = None,
     dropout: float = 0.0,
+    channel_dropout: float = 0.0,
 ) -> nn.Module:
     """The model a task names, for networks on ``spec``, with ``out_features`` outputs.
 
     ``"hnp"``: :class:`~weightspace.models.InvariantNFN` with HNP layers and no IO encoding;
     ``"np"``: NP layers with a sinusoidal IO encoding; ``"statnet"``:
     :class:`~weightspace.models.StatNet`; ``"mlp"``: :class:`~weightspace.models.FlatMLP` on the
-    flattened weights. ``fourier_features`` (Gaussian Fourier features of each weight) is for
-    the NFNs only.
+    flattened weights. ``fourier_features`` (Gaussian Fourier features of each weight) and
+    ``channel_dropout`` (:class:`~weightspace.nn.ChannelDropout` after each NF-Layer) are for the
+    NFNs only; ``dropout`` is the head's.
     """
     from weightspace.models import FlatMLP, InvariantNFN, StatNet
 
@@ -192,9 +217,12 @@ def invariant_model(
         return InvariantNFN(
             spec, name, hidden, head, out_features,
             io_encoding=encoding, fourier_features=fourier_features, dropout=dropout,
+            channel_dropout=channel_dropout,
         )  # fmt: skip
     if fourier_features is not None:
         raise ValueError(f"fourier_features applies to NFNs ('hnp', 'np'), not {name!r}")
+    if channel_dropout:
+        raise ValueError(f"channel_dropout applies to NFNs ('hnp', 'np'), not {name!r}")
     if name == "statnet":
         return StatNet(spec, head_hidden=head, out_features=out_features, dropout=dropout)
     if name == "mlp":

@@ -204,8 +204,8 @@ class Generalization(Task):
     config_class = GeneralizationConfig
     data_field, noun, unit = "zoo", "zoo", "networks"
     data_help = "zoo folder (generated or the Small CNN Zoo)"
-    cli_fields = ("seed", "epochs", "batch_size", "lr", "patience", "augment", "probes")
-    cli_fields += ("probe_generator", "zoo_kind", "device")
+    cli_fields = ("seed", "epochs", "batch_size", "lr", "patience", "warmup_steps", "augment")
+    cli_fields += ("probes", "probe_generator", "zoo_kind", "device")
     metric, higher_is_better, min_split = "kendall_tau", True, 2
     required = ("hidden_channels", "head_hidden")
     eval_overrides: ClassVar[dict[str, Any]] = {"zoo_kind": "auto"}

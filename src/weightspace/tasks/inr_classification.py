@@ -198,16 +198,9 @@ class InrClassification(ClassificationTask):
     config_class = InrClassifyConfig
     data_field, noun, unit = "inrs", "INRs", "INRs"
     data_help = "INR folder (`weightspace inr fit` or SIRENs)"
-    cli_fields = ("seed", "epochs", "batch_size", "lr", "patience")
-    cli_fields += (
-        "fourier_features",
-        "sign_flips",
-        "image_augment",
-        "probes",
-        "probe_generator",
-        "source",
-    )
-    cli_fields += ("device",)
+    cli_fields = ("seed", "epochs", "batch_size", "lr", "patience", "warmup_steps")
+    cli_fields += ("fourier_features", "sign_flips", "image_augment", "probes", "probe_generator")
+    cli_fields += ("source", "device")
     eval_batch_size = 256
     required = (*ClassificationTask.required, "hidden_channels", "head_hidden")
     #: Another folder's format is told apart again; extra training fits are not test data.

@@ -5,13 +5,16 @@ dataset and keeps everything it needs to continue in a run folder::
 
     run_dir/config.json      the TrainConfig and the task's own config; a rerun must match it
     run_dir/metrics.jsonl    one JSON line per epoch: epoch, train_loss, val_loss, val_metric,
-                             best_metric, time, and the objective's logs averaged over the epoch
+                             best_metric, time, lr, and the objective's logs averaged over the
+                             epoch
     run_dir/checkpoint.pt    after every epoch: model, optimizer, epoch, best metric, RNG states,
                              bad-epochs counter, history (written atomically)
     run_dir/best.pt          the model state with the best validation metric so far
 
 The objective sees the collated batch (on the device) and the 1-based epoch, so a loss may change
-with the epoch (a KL weight that warms up, a curriculum). ``loss_fn(outputs, targets)`` is the
+with the epoch (a KL weight that warms up, a curriculum). ``TrainConfig.warmup_steps`` ramps every
+parameter group's learning rate up linearly over the first optimiser steps; the step count is
+derived from the epoch and the batch index, so a resumed run continues the ramp exactly. ``loss_fn(outputs, targets)`` is the
 shorthand for the common case of ``(input, target)`` items (:class:`Supervised`). Validation
 predictions are collated whatever the model returns (tensors, :class:`WeightSpaceFeatures`,
 tuples and dicts of them, see :func:`collate_outputs`) and scored by ``metric_fn``.
@@ -68,6 +71,10 @@ __all__ = [
 #: TrainConfig fields that may change between a run and its resumption: they change where and
 #: how fast the run goes, not what it computes.
 RUNTIME_FIELDS: tuple[str, ...] = ("device", "num_workers", "eval_batch_size", "progress")
+#: TrainConfig fields added after runs were first written: config.json holds them only when they
+#: differ from their default, so a run folder written before they existed resumes, and a run at
+#: the default writes the same config.json as before.
+ADDED_FIELDS: tuple[str, ...] = ("warmup_steps",)
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -75,7 +82,7 @@ CHECKPOINT_FILE = "checkpoint.pt"
 BEST_FILE = "best.pt"
 _CHECKPOINT_FORMAT = 1
 #: Columns of metrics.jsonl that the loop writes; an objective's logs may not reuse them.
-_RESERVED_LOGS = ("epoch", "train_loss", "val_loss", "val_metric", "best_metric", "time")
+_RESERVED_LOGS = ("epoch", "train_loss", "val_loss", "val_metric", "best_metric", "time", "lr")
 
 #: ``objective(model, batch, epoch) -> (loss, logs)``: a scalar loss to minimise for one collated
 #: batch at a 1-based epoch, and a dict of floats to average over the epoch into metrics.jsonl.
@@ -116,6 +123,12 @@ class TrainConfig:
         Batch size for validation (defaults to ``batch_size``).
     progress:
         Show tqdm progress bars (only ever on rank 0 and on a terminal).
+    warmup_steps:
+        Linear learning-rate warm-up: at optimiser step ``s`` (0-based, counted over all epochs)
+        with ``s < warmup_steps`` every parameter group's learning rate is
+        ``base_lr * (s + 1) / warmup_steps``, then ``base_lr``, where ``base_lr`` is the group's
+        learning rate as the optimiser was created (``lr``, or a task optimiser's own). ``0``
+        leaves the learning rate alone.
     """
 
     epochs: int = 10
@@ -128,6 +141,7 @@ class TrainConfig:
     num_workers: int = 0
     eval_batch_size: int | None = None
     progress: bool = True
+    warmup_steps: int = 0
 
     def __post_init__(self) -> None:
         def check(name: str, ok: bool, expected: str) -> None:
@@ -160,6 +174,7 @@ class TrainConfig:
             or (is_int(self.eval_batch_size) and self.eval_batch_size >= 1),
             "None or a positive int",
         )
+        check("warmup_steps", is_int(self.warmup_steps) and self.warmup_steps >= 0, "an int >= 0")
         resolve_device(self.device, check_available=False)
 
 
@@ -698,8 +713,14 @@ def fit(
     distributed.barrier()
 
     # config.json: a rerun must describe the same run.
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    train_fields = {
+        k: v
+        for k, v in dataclasses.asdict(config).items()
+        if k not in ADDED_FIELDS or v != defaults[k]
+    }
     full_config = json.loads(
-        json.dumps(jsonable({"train": dataclasses.asdict(config), "task": task_config or {}}))
+        json.dumps(jsonable({"train": train_fields, "task": task_config or {}}))
     )
     config_path = run_dir / CONFIG_FILE
     if config_path.exists():
@@ -715,6 +736,8 @@ def fit(
         opt = optimizer(model.parameters())
         if not isinstance(opt, torch.optim.Optimizer):
             raise TypeError(f"fit: optimizer() returned a {type(opt).__name__}, not an Optimizer")
+    # Before _resume: a checkpoint's param groups hold the warm-up lr of its last step.
+    base_lrs = [group["lr"] for group in opt.param_groups]
     state: dict[str, Any] = {
         "epoch": 0,
         "best_metric": None,
@@ -785,6 +808,12 @@ def fit(
                         "lower the learning rate or check the data for NaN/inf"
                     )
                 loss.backward()
+                if config.warmup_steps:
+                    # One checkpoint per epoch, so (epoch, batch) gives the global step on resume.
+                    done = (epoch - 1) * len(train_loader) + step + 1
+                    scale = min(1.0, done / config.warmup_steps)
+                    for group, base in zip(opt.param_groups, base_lrs):
+                        group["lr"] = base * scale
                 opt.step()
                 sums.add(loss, logs, _batch_len(batch), f"fit: epoch {epoch}, batch {step}")
             train_loss, train_logs = sums.result(world)
@@ -820,6 +849,7 @@ def fit(
                     "val_metric": metric,
                     "best_metric": state["best_metric"],
                     "time": time.perf_counter() - start,
+                    "lr": opt.param_groups[0]["lr"],
                     **train_logs,
                     **val_logs,
                 }
