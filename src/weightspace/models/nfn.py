@@ -85,6 +85,7 @@ def _front_end(
     io_encoding: IOEncoding | Literal["auto"] | None,
     fourier_features: int | None,
     who: str,
+    fourier_scale: float = 10.0,
 ) -> tuple[list[nn.Module], int]:
     """The modules before the first NF-Layer, and the channels they output.
 
@@ -92,7 +93,9 @@ def _front_end(
     """
     modules: list[nn.Module] = []
     if fourier_features is not None:
-        fourier = GaussianFourierFeatures(channels, mapping_size=fourier_features)
+        fourier = GaussianFourierFeatures(
+            channels, mapping_size=fourier_features, scale=fourier_scale
+        )
         modules.append(fourier)
         channels = fourier.out_channels
     if io_encoding == "auto":
@@ -188,6 +191,8 @@ class InvariantNFN(nn.Module):
     fourier_features:
         If given, the mapping size of :class:`~weightspace.nn.encoding.GaussianFourierFeatures`
         applied first.
+    fourier_scale:
+        Their frequency scale.
     dropout:
         Dropout in the MLP head.
     activation:
@@ -212,6 +217,7 @@ class InvariantNFN(nn.Module):
         in_channels: int = 1,
         io_encoding: IOEncoding | Literal["auto"] | None = "auto",
         fourier_features: int | None = None,
+        fourier_scale: float = 10.0,
         dropout: float = 0.0,
         activation: ActivationArg = "relu",
         channel_dropout: float = 0.0,
@@ -224,7 +230,7 @@ class InvariantNFN(nn.Module):
         self.spec, self.mode = spec, mode
         self.in_channels, self.out_features = in_channels, out_features
         front, channels = _front_end(
-            spec, mode, in_channels, io_encoding, fourier_features, "InvariantNFN"
+            spec, mode, in_channels, io_encoding, fourier_features, "InvariantNFN", fourier_scale
         )
         widths = [channels, *hidden_channels]
         layers = _nf_layers(spec, mode, widths, activation, True, channel_dropout)

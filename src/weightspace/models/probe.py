@@ -79,7 +79,7 @@ class HybridModel(nn.Module):
     ----------
     spec:
         The weight space.
-    mode, hidden_channels, io_encoding, fourier_features:
+    mode, hidden_channels, io_encoding, fourier_features, fourier_scale, channel_dropout:
         The NFN branch: an :class:`~weightspace.models.InvariantNFN`'s encoder and pool (its
         head is not used).
     head_hidden, out_features, dropout:
@@ -104,6 +104,8 @@ class HybridModel(nn.Module):
         *,
         io_encoding: str | None = "auto",
         fourier_features: int | None = None,
+        fourier_scale: float = 10.0,
+        channel_dropout: float = 0.0,
         **probe: Any,
     ) -> None:
         super().__init__()
@@ -116,6 +118,8 @@ class HybridModel(nn.Module):
             head_hidden=(),
             io_encoding=io_encoding,  # type: ignore[arg-type]
             fourier_features=fourier_features,
+            fourier_scale=fourier_scale,
+            channel_dropout=channel_dropout,
         )
         self.nfn = Standardized(nn.Sequential(nfn.encoder, nfn.pool), spec)
         width = self.probe.output_size + nfn.pool.output_size(hidden_channels[-1])

@@ -36,8 +36,10 @@ __all__ = [
     "TaskConfig",
     "auto_on_off",
     "auto_or_count",
+    "int_tuple",
     "invariant_model",
     "nonnegative_int",
+    "on_off",
     "option",
     "positive_float",
     "positive_int",
@@ -86,6 +88,26 @@ def auto_or_count(text: str) -> int | str | None:
     return int(text) or None
 
 
+def int_tuple(text: str) -> tuple[int, ...]:
+    """argparse type: comma-separated positive ints (``"64,64,64"``), or ``""`` for none."""
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive integers, got {text!r}"
+        ) from None
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def on_off(text: str) -> bool:
+    """argparse type: ``"on"`` (True) or ``"off"`` (False)."""
+    if text not in ("on", "off"):
+        raise argparse.ArgumentTypeError(f"expected on or off, got {text!r}")
+    return text == "on"
+
+
 def auto_on_off(text: str) -> bool | str:
     """argparse type: ``"auto"``, ``"on"`` (True) or ``"off"`` (False)."""
     if text not in ("auto", "on", "off"):
@@ -113,6 +135,10 @@ class TaskConfig:
         first optimiser steps (:class:`~weightspace.train.TrainConfig`).
     device:
         ``"auto"``, ``"cpu"``, ``"cuda"``, …; may change when a run is resumed.
+    train_limit:
+        Train on the first ``train_limit`` networks of a random permutation of the train split
+        (seeded by ``seed``; ``None``: all), the points of a learning curve. Validation and test
+        splits are untouched.
     """
 
     #: Model names of the task; ``model`` must be one of them.
@@ -121,7 +147,7 @@ class TaskConfig:
     nfn_models: ClassVar[tuple[str, ...]] = ()
     #: Fields added after runs were first written: :meth:`settings` holds them only when they
     #: differ from their default, so run folders written before they existed still resume.
-    added_fields: ClassVar[tuple[str, ...]] = ("warmup_steps",)
+    added_fields: ClassVar[tuple[str, ...]] = ("warmup_steps", "train_limit")
 
     seed: int = option(0, "seeds initialisation, training order and augmentation", type=int)
     epochs: int = option(10, "passes over the training split", type=positive_int)
@@ -134,6 +160,11 @@ class TaskConfig:
         type=positive_int,
     )
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
+    train_limit: int | None = option(
+        None,
+        "train on this many networks of the train split, a seeded random subset (learning curves)",
+        type=positive_int,
+    )
     warmup_steps: int = option(
         0, "linear learning-rate warm-up over this many steps", type=nonnegative_int
     )
@@ -197,6 +228,7 @@ def invariant_model(
     out_features: int,
     *,
     fourier_features: int | None = None,
+    fourier_scale: float = 10.0,
     dropout: float = 0.0,
     channel_dropout: float = 0.0,
 ) -> nn.Module:
@@ -205,8 +237,8 @@ def invariant_model(
     ``"hnp"``: :class:`~weightspace.models.InvariantNFN` with HNP layers and no IO encoding;
     ``"np"``: NP layers with a sinusoidal IO encoding; ``"statnet"``:
     :class:`~weightspace.models.StatNet`; ``"mlp"``: :class:`~weightspace.models.FlatMLP` on the
-    flattened weights. ``fourier_features`` (Gaussian Fourier features of each weight) and
-    ``channel_dropout`` (:class:`~weightspace.nn.ChannelDropout` after each NF-Layer) are for the
+    flattened weights. ``fourier_features`` (Gaussian Fourier features of each weight),
+    ``fourier_scale`` (their frequency scale) and ``channel_dropout`` (:class:`~weightspace.nn.ChannelDropout` after each NF-Layer) are for the
     NFNs only; ``dropout`` is the head's.
     """
     from weightspace.models import FlatMLP, InvariantNFN, StatNet
@@ -217,6 +249,7 @@ def invariant_model(
         return InvariantNFN(
             spec, name, hidden, head, out_features,
             io_encoding=encoding, fourier_features=fourier_features, dropout=dropout,
+            fourier_scale=fourier_scale,
             channel_dropout=channel_dropout,
         )  # fmt: skip
     if fourier_features is not None:

@@ -94,6 +94,7 @@ class GeneralizationConfig(TaskConfig):
 
     models = MODELS
     nfn_models = ("hnp", "np", "hnp-probe")
+    added_fields = TaskConfig.added_fields + ("probes", "probe_generator")
 
     zoo: str
     model: str
@@ -204,7 +205,8 @@ class Generalization(Task):
     config_class = GeneralizationConfig
     data_field, noun, unit = "zoo", "zoo", "networks"
     data_help = "zoo folder (generated or the Small CNN Zoo)"
-    cli_fields = ("seed", "epochs", "batch_size", "lr", "patience", "warmup_steps", "augment")
+    cli_fields = ("seed", "epochs", "batch_size", "lr", "patience", "warmup_steps", "train_limit")
+    cli_fields += ("augment",)
     cli_fields += ("probes", "probe_generator", "zoo_kind", "device")
     metric, higher_is_better, min_split = "kendall_tau", True, 2
     required = ("hidden_channels", "head_hidden")

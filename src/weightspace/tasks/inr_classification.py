@@ -82,22 +82,33 @@ class InrClassifyConfig(TaskConfig):
 
     models = MODELS
     nfn_models = ("np", "hnp", "np-probe")
+    added_fields = TaskConfig.added_fields + ("fourier_scale", "channel_dropout", "image_augment")
+    added_fields += ("probes", "probe_generator")
 
     inrs: str
     model: str
     out: str
     epochs: int = option(30, "passes over the training split", kw_only=True, type=base.positive_int)
-    hidden_channels: tuple[int, ...] = (32, 32, 32)
-    head_hidden: tuple[int, ...] = (256,)
-    dropout: float = 0.2
+    hidden_channels: tuple[int, ...] = option(
+        (32, 32, 32), "NF-Layer channels, comma-separated", type=base.int_tuple
+    )
+    head_hidden: tuple[int, ...] = option(
+        (256,), "head widths, comma-separated", type=base.int_tuple
+    )
+    dropout: float = option(0.2, "dropout in the head", type=float)
     fourier_features: int | str | None = option(
         "auto",
         "Gaussian Fourier features of each weight (NFNs); 0 for none",
         type=base.auto_or_count,
     )
-    normalize: bool = True
-    image_augment: bool | str = option(
-        "auto", "random moves of the images, made on the weights (auto: off)", type=base.auto_on_off
+    fourier_scale: float = option(10.0, "frequency scale of the Fourier features", type=float)
+    channel_dropout: float = option(0.0, "channel dropout after each NF-Layer (NFNs)", type=float)
+    normalize: bool = option(
+        True, "standardise each tensor by training statistics (weight-space models)",
+        type=base.on_off,
+    )  # fmt: skip
+    image_augment: bool = option(
+        False, "random moves of the images, made on the weights", type=base.on_off
     )
     probes: int = option(128, "probe inputs of the probe models", type=base.positive_int)
     probe_generator: str = option(
@@ -116,10 +127,16 @@ class InrClassifyConfig(TaskConfig):
         nfn = self.model in self.nfn_models
         if not (isinstance(self.dropout, int | float) and 0 <= self.dropout < 1):
             self.refuse("dropout", "in [0, 1)")
-        if self.image_augment == "auto":
-            self.image_augment = False
         if not isinstance(self.image_augment, bool):
-            self.refuse("image_augment", "True, False or 'auto'")
+            self.refuse("image_augment", "True or False")
+        cd = self.channel_dropout
+        if not (isinstance(cd, int | float) and 0 <= cd < 1):
+            self.refuse("channel_dropout", "a number in [0, 1)")
+        if cd and not nfn:
+            self.refuse("channel_dropout", f"0: it applies to the NFN models {self.nfn_models}")
+        fs = self.fourier_scale
+        if isinstance(fs, bool) or not isinstance(fs, int | float) or not 0 < fs < math.inf:
+            self.refuse("fourier_scale", "a positive number")
         if self.sign_flips == "auto":
             self.sign_flips = nfn
         if not isinstance(self.sign_flips, bool):
@@ -160,6 +177,8 @@ def build_classifier(
     head_hidden: Sequence[int] = (256,),
     dropout: float = 0.2,
     fourier_features: int | None = None,
+    fourier_scale: float = 10.0,
+    channel_dropout: float = 0.0,
     probes: int = 128,
     probe_generator: str = "deep-linear",
 ) -> nn.Module:
@@ -182,10 +201,15 @@ def build_classifier(
             return ProbeModel(spec, tuple(head_hidden), num_classes, dropout, **probe)
         return HybridModel(
             spec, "np", tuple(hidden_channels), tuple(head_hidden), num_classes, dropout,
-            fourier_features=fourier_features, **probe,
+            fourier_features=fourier_features, fourier_scale=fourier_scale,
+            channel_dropout=channel_dropout, **probe,
         )  # fmt: skip
     name = "mlp" if model == "mlp-aug" else model
-    options = {"fourier_features": fourier_features, "dropout": dropout}
+    options: dict[str, Any] = {"fourier_features": fourier_features, "dropout": dropout}
+    if fourier_features is not None:
+        options["fourier_scale"] = fourier_scale
+    if channel_dropout:
+        options["channel_dropout"] = channel_dropout
     net = base.invariant_model(name, spec, hidden_channels, head_hidden, num_classes, **options)
     return Standardized(net, spec)
 
@@ -198,8 +222,17 @@ class InrClassification(ClassificationTask):
     config_class = InrClassifyConfig
     data_field, noun, unit = "inrs", "INRs", "INRs"
     data_help = "INR folder (`weightspace inr fit` or SIRENs)"
-    cli_fields = ("seed", "epochs", "batch_size", "lr", "patience", "warmup_steps")
-    cli_fields += ("fourier_features", "sign_flips", "image_augment", "probes", "probe_generator")
+    cli_fields = ("seed", "epochs", "batch_size", "lr", "patience", "warmup_steps", "train_limit")
+    cli_fields += (
+        "hidden_channels",
+        "head_hidden",
+        "dropout",
+        "fourier_features",
+        "fourier_scale",
+        "channel_dropout",
+        "normalize",
+    )
+    cli_fields += ("sign_flips", "image_augment", "probes", "probe_generator")
     cli_fields += ("source", "device")
     eval_batch_size = 256
     required = (*ClassificationTask.required, "hidden_channels", "head_hidden")
@@ -232,6 +265,8 @@ class InrClassification(ClassificationTask):
             head_hidden=s["head_hidden"],
             dropout=float(s.get("dropout", 0.0)),
             fourier_features=s.get("fourier_features"),
+            fourier_scale=float(s.get("fourier_scale", 10.0)),
+            channel_dropout=float(s.get("channel_dropout", 0.0)),
             probes=int(s.get("probes", 128)),
             probe_generator=s.get("probe_generator", "deep-linear"),
         )

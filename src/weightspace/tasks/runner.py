@@ -131,6 +131,19 @@ def _check_split(task: Task, part: Any, name: str, where: str, hint: str) -> Non
         )
 
 
+def _limit(train: Any, limit: int, seed: int, where: str, task: Task) -> Any:
+    """The first ``limit`` items of a seeded permutation of the train split."""
+    import torch
+
+    if limit > len(train):
+        raise ValueError(
+            f"{task.noun} {where!r}: train_limit={limit}, but the train split holds "
+            f"{len(train)} {task.unit}"
+        )
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
+    return train.subset(order[:limit].sort().values)
+
+
 # ------------------------------------------------------------------ run
 def run(
     task_cls: type[Task], config: TaskConfig, *, data: Any = None, progress: bool = True
@@ -183,6 +196,9 @@ def _run(task_cls: type[Task], config: TaskConfig, data: Any, progress: bool) ->
     if line and main:
         print(line)
     parts = {name: data.part(name) for name in SPLIT_NAMES}
+    limit = getattr(config, "train_limit", None)
+    if limit is not None:
+        parts["train"] = _limit(parts["train"], limit, config.seed, where, task)
     for name, part in parts.items():
         _check_split(task, part, name, where, task.split_hint(data, extra))
     task.settings.update(spec=data.spec.to_dict(), **task.describe(data, where))
