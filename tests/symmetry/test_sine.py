@@ -131,6 +131,39 @@ def test_canonical_form_keeps_the_render_and_is_idempotent(spec, batch, seed):
     assert torch.equal(canon.biases[-1], features.biases[-1])
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_biases_a_few_ulps_from_the_fold_boundaries_still_end_canonical(dtype):
+    # Biases at multiples of π/(2ω0) and of π/ω0, nudged by up to 3 ulps either way: where
+    # floor and the fold round the wrong way, only the final clamp keeps the result canonical.
+    quarter = torch.tensor(math.pi / (2 * OMEGA_0), dtype=dtype)
+    up, down = torch.tensor(math.inf, dtype=dtype), torch.tensor(-math.inf, dtype=dtype)
+    half = torch.tensor(math.pi / OMEGA_0, dtype=dtype)
+    bases = [
+        quarter * torch.arange(-200, 201, dtype=dtype),
+        half * torch.arange(-100, 101, dtype=dtype),
+    ]
+    nudged = list(bases)
+    for base in bases:
+        for direction in (up, down):
+            t = base
+            for _ in range(3):
+                t = torch.nextafter(t, direction)
+                nudged.append(t)
+    b = torch.cat(nudged)  # (n,) hidden biases of one wide first layer
+    n = b.numel()
+    spec = NetworkSpec((2, n, 3, 1))
+    features = sirens(spec, 1, seed=0, dtype=dtype)
+    biases = [b.view(1, 1, n)] + list(features.biases[1:])
+    features = WeightSpaceFeatures(features.weights, biases)
+    canon = symmetry.canonicalize_sines(features)
+    assert bool((canon.biases[0] >= 0).all()) and bool((canon.biases[0] <= quarter).all())
+    again = symmetry.canonicalize_sines(canon)
+    assert all(torch.equal(a, c) for a, c in zip(again.tensors, canon.tensors))
+    x = points(dtype=dtype)
+    atol = 1e-10 if dtype == torch.float64 else 1e-4
+    torch.testing.assert_close(run(canon, x), run(features, x), rtol=0, atol=atol)
+
+
 @given(spec=specs, batch=st.integers(1, 5), seed=st.integers(0, 2**16))
 def test_canonical_form_is_invariant_to_the_sine_symmetries(spec, batch, seed):
     features = sirens(spec, batch, seed)
