@@ -133,7 +133,7 @@ def canonicalize_sines(
     half periods are removed (negating column j of ``W_{i+1}`` when k is odd), and a remaining
     phase in ``(π/2, π)`` becomes ``π - φ`` with row j of ``W_i`` negated. The new biases are
     clamped into ``[0, π/(2ω0)]``, a change of float rounding only, so that the result is itself
-    canonical: the function is idempotent, bit for bit. Afterwards every hidden bias satisfies
+    canonical: it is idempotent (a second call changes no bit). Afterwards every hidden bias satisfies
     ``0 <= b_ij <= π/(2ω0)`` literally (no reduction modulo 2π).
 
     Parameters
