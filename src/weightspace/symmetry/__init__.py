@@ -1,5 +1,6 @@
-"""The permutation symmetry of weight spaces: sample group elements and apply them; and the
-sign and scale symmetries of odd and ReLU activations (:mod:`weightspace.symmetry.neurons`)."""
+"""The permutation symmetry of weight spaces: sample group elements and apply them; the sign
+and scale symmetries of odd and ReLU activations (:mod:`weightspace.symmetry.neurons`); and the
+half-period symmetry and canonical form of sine networks (:mod:`weightspace.symmetry.sine`)."""
 
 from weightspace.symmetry.group import (
     compose,
@@ -11,8 +12,16 @@ from weightspace.symmetry.group import (
     sample,
 )
 from weightspace.symmetry.neurons import flip_signs, rescale_neurons, sample_scales, sample_signs
+from weightspace.symmetry.sine import (
+    canonicalize,
+    canonicalize_sines,
+    sample_half_period_shifts,
+    shift_half_periods,
+)
 
 __all__ = [
+    "canonicalize",
+    "canonicalize_sines",
     "compose",
     "elements",
     "flip_signs",
@@ -22,6 +31,8 @@ __all__ = [
     "permute_module",
     "rescale_neurons",
     "sample",
+    "sample_half_period_shifts",
     "sample_scales",
     "sample_signs",
+    "shift_half_periods",
 ]

@@ -76,9 +76,8 @@ def sample_scales(
     return out
 
 
-def _scale_hidden(
-    features: WeightSpaceFeatures, factors: Factors, who: str, name: str
-) -> WeightSpaceFeatures:
+def check_factors(features: WeightSpaceFeatures, factors: Factors, who: str, name: str) -> None:
+    """Raise a ValueError unless ``factors`` holds one ``(B, n_i)`` tensor per hidden layer."""
     L = len(features.weights)
     B = features.batch_size
     if len(factors) != L - 1:
@@ -92,14 +91,30 @@ def _scale_hidden(
                 f"{who}: {name}[{i - 1}] (hidden layer {i}) has shape {tuple(s.shape)}, "
                 f"expected ({B}, {n})"
             )
+
+
+def along_rows(s: Tensor, w: Tensor) -> Tensor:
+    """Per-neuron values ``s (B, n_i)`` shaped to broadcast over the rows of ``W_i`` (or ``b_i``),
+    in ``w``'s dtype and device."""
+    s = s.to(dtype=w.dtype, device=w.device)
+    return s.view(s.shape[0], 1, -1, *[1] * (w.dim() - 3))
+
+
+def along_columns(s: Tensor, w: Tensor) -> Tensor:
+    """Per-neuron values ``s (B, n_i)`` shaped to broadcast over the columns of ``W_{i+1}``."""
+    s = s.to(dtype=w.dtype, device=w.device)
+    return s.view(s.shape[0], 1, 1, -1, *[1] * (w.dim() - 4))
+
+
+def _scale_hidden(
+    features: WeightSpaceFeatures, factors: Factors, who: str, name: str
+) -> WeightSpaceFeatures:
+    check_factors(features, factors, who, name)
     weights, biases = list(features.weights), list(features.biases)
     for i, s in enumerate(factors, start=1):
-        s = s.to(dtype=weights[i - 1].dtype, device=weights[i - 1].device)
-        extra = weights[i - 1].dim() - 4  # kernel axes
-        weights[i - 1] = weights[i - 1] * s.view(B, 1, -1, 1, *[1] * extra)
-        biases[i - 1] = biases[i - 1] * s.view(B, 1, -1)
-        extra_next = weights[i].dim() - 4
-        weights[i] = weights[i] / s.view(B, 1, 1, -1, *[1] * extra_next)
+        weights[i - 1] = weights[i - 1] * along_rows(s, weights[i - 1])
+        biases[i - 1] = biases[i - 1] * along_rows(s, biases[i - 1])
+        weights[i] = weights[i] / along_columns(s, weights[i])
     return WeightSpaceFeatures(weights, biases)
 
 

@@ -54,8 +54,14 @@ class SymmetryAugmentation:
         ``odd`` mask passed to :meth:`__call__` says which networks get which.
     permute:
         Permute each network's hidden neurons by a uniformly random HNP element.
+    half_periods:
+        Shift each hidden neuron's bias by half a period ``π/omega0`` with probability 1/2 and
+        negate its outgoing weights (:func:`~weightspace.symmetry.shift_half_periods`). Every
+        network of the batch must be a sine network of frequency ``omega0`` (SIRENs).
     max_factor:
         Range of the scales.
+    omega0:
+        The sine frequency for ``half_periods``.
 
     Shapes
     ------
@@ -69,6 +75,8 @@ class SymmetryAugmentation:
     scales: bool = False
     permute: bool = False
     max_factor: float = 2.0
+    half_periods: bool = False
+    omega0: float = 30.0
 
     def __call__(self, x: WeightSpaceFeatures, odd: Tensor | None = None) -> WeightSpaceFeatures:
         b, device = x.batch_size, x.device
@@ -84,13 +92,16 @@ class SymmetryAugmentation:
             if self.scales and odd is not None:  # ReLU networks are not flipped
                 signs = [torch.where(odd.view(-1, 1), s, 1.0) for s in signs]
             x = symmetry.flip_signs(x, signs)
+        if self.half_periods:
+            shifts = symmetry.sample_half_period_shifts(self.spec, b, device=device)
+            x = symmetry.shift_half_periods(x, shifts, omega0=self.omega0)
         if self.permute:
             x = x.permute(symmetry.sample(self.spec, "hnp", batch_size=b, device=device))
         return x
 
     @property
     def active(self) -> bool:
-        return self.signs or self.scales or self.permute
+        return self.signs or self.scales or self.permute or self.half_periods
 
 
 @dataclass(frozen=True)
