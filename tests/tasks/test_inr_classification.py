@@ -498,3 +498,54 @@ def test_paper_config() -> None:
     assert config.epochs == math.ceil(200_000 * 32 / 495_000) == 13
     assert config.device == "cuda" and config.dropout == 0.5
     assert config.split_points == PAPER_SPLIT_POINTS
+
+
+# ------------------------------------------------------------------ issue 10 options
+def test_training_options_run_end_to_end_and_evaluate_alike(digits_inrs, tmp_path) -> None:
+    options = {
+        "probe": {"image_augment": True, "canonicalize": True, "train_limit": 10, "probes": 16},
+        "np": {
+            "half_periods": True,
+            "channel_dropout": 0.1,
+            "warmup_steps": 3,
+            "fourier_scale": 3.0,
+        },
+    }
+    for model, extra in options.items():
+        out = tmp_path / model
+        metrics = run_inr_classification(tiny(model, digits_inrs, out, **extra), progress=False)
+        assert metrics["n_train"] == extra.get("train_limit", 18)
+        saved = json.loads((out / "config.json").read_text())["task"]
+        assert all(saved[k] == v for k, v in extra.items())
+        again = evaluate_inrs(out, digits_inrs)
+        assert again["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
+
+
+def test_canonicalised_classifiers_see_sign_flips_and_half_shifts_as_the_same_siren() -> None:
+    from weightspace import symmetry
+    from weightspace.tasks.inr_classification import Canonicalized
+
+    torch.manual_seed(0)
+    x = WeightSpaceFeatures.from_tensors([t.unsqueeze(1).double() for t in init_sirens(4)])
+    signs = symmetry.sample_signs(SIREN_SPEC, 4, dtype=torch.float64)
+    shifts = symmetry.sample_half_period_shifts(SIREN_SPEC, 4)
+    copy = symmetry.shift_half_periods(symmetry.flip_signs(x, signs), shifts)
+    net = build_classifier("np", SIREN_SPEC, 10, hidden_channels=(4,), head_hidden=(8,)).double()
+    net.eval()
+    with torch.no_grad():
+        assert (net(copy) - net(x)).abs().max() > 1e-6  # the NFN alone tells them apart
+        canonical = Canonicalized(net)
+        torch.testing.assert_close(canonical(copy), canonical(x), rtol=1e-9, atol=1e-9)
+
+
+def test_issue_10_config_errors(digits_inrs, tmp_path) -> None:
+    with pytest.raises(ValueError, match="channel_dropout must be 0: it applies to the NFN"):
+        InrClassifyConfig(inrs="i", model="mlp", out="o", channel_dropout=0.1)
+    with pytest.raises(ValueError, match=r"channel_dropout must be a number in \[0, 1\)"):
+        InrClassifyConfig(inrs="i", model="np", out="o", channel_dropout=1.5)
+    with pytest.raises(ValueError, match="fourier_scale must be a positive number"):
+        InrClassifyConfig(inrs="i", model="np", out="o", fourier_scale=0)
+    with pytest.raises(ValueError, match="probe_generator must be one of"):
+        InrClassifyConfig(inrs="i", model="probe", out="o", probe_generator="gan")
+    with pytest.raises(ValueError, match="train_limit=99, but the train split holds 18 INRs"):
+        run_inr_classification(tiny("probe", digits_inrs, tmp_path, train_limit=99), progress=False)

@@ -26,11 +26,13 @@ from typing import Any, ClassVar
 
 from torch import nn
 
-from weightspace.data.inr import InrDataset, siren_activation
+from weightspace.data.inr import OMEGA_0, InrDataset, siren_activation
 from weightspace.data.siren_format import PAPER_SPLIT_POINTS
 from weightspace.models.probe import HybridModel, ProbeModel
 from weightspace.nn.probe import PROBE_GENERATORS
+from weightspace.space.features import WeightSpaceFeatures
 from weightspace.space.spec import NetworkSpec
+from weightspace.symmetry import canonicalize
 from weightspace.tasks import base, runner
 from weightspace.tasks.base import TaskConfig, option
 from weightspace.tasks.classification import ClassificationTask
@@ -83,7 +85,7 @@ class InrClassifyConfig(TaskConfig):
     models = MODELS
     nfn_models = ("np", "hnp", "np-probe")
     added_fields = TaskConfig.added_fields + ("fourier_scale", "channel_dropout", "image_augment")
-    added_fields += ("probes", "probe_generator")
+    added_fields += ("probes", "probe_generator", "half_periods", "canonicalize")
 
     inrs: str
     model: str
@@ -107,6 +109,12 @@ class InrClassifyConfig(TaskConfig):
         True, "standardise each tensor by training statistics (weight-space models)",
         type=base.on_off,
     )  # fmt: skip
+    half_periods: bool = option(
+        False, "random half-period shifts of the sine neurons in training (exact for SIRENs)"
+    )
+    canonicalize: bool = option(
+        False, "fold every sine neuron into its canonical form before the model reads it"
+    )
     image_augment: bool = option(
         False, "random moves of the images, made on the weights", type=base.on_off
     )
@@ -232,7 +240,14 @@ class InrClassification(ClassificationTask):
         "channel_dropout",
         "normalize",
     )
-    cli_fields += ("sign_flips", "image_augment", "probes", "probe_generator")
+    cli_fields += (
+        "sign_flips",
+        "half_periods",
+        "canonicalize",
+        "image_augment",
+        "probes",
+        "probe_generator",
+    )
     cli_fields += ("source", "device")
     eval_batch_size = 256
     required = (*ClassificationTask.required, "hidden_channels", "head_hidden")
@@ -257,7 +272,7 @@ class InrClassification(ClassificationTask):
 
     def build(self, spec: NetworkSpec) -> nn.Module:
         s = self.settings
-        return build_classifier(
+        net = build_classifier(
             s["model"],
             spec,
             int(s["num_classes"]),
@@ -270,6 +285,7 @@ class InrClassification(ClassificationTask):
             probes=int(s.get("probes", 128)),
             probe_generator=s.get("probe_generator", "deep-linear"),
         )
+        return Canonicalized(net) if s.get("canonicalize") else net
 
     def prepare(self, model: nn.Module, train: InrDataset) -> None:
         if self.settings.get("normalize", True) and hasattr(model, "set_statistics"):
@@ -279,11 +295,33 @@ class InrClassification(ClassificationTask):
         s = self.settings
         spec, flips = NetworkSpec.from_dict(s["spec"]), bool(s.get("sign_flips"))
         augments: list[Augmentation] = [
-            SymmetryAugmentation(spec, signs=flips, permute=s["model"] == "mlp-aug")
+            SymmetryAugmentation(
+                spec,
+                signs=flips,
+                half_periods=bool(s.get("half_periods")),
+                omega0=OMEGA_0,
+                permute=s["model"] == "mlp-aug",
+            )
         ]
         if s.get("image_augment"):
             augments.append(AffineAugmentation(*IMAGE_AUGMENT))
         return augments
+
+
+class Canonicalized(nn.Module):
+    """``net`` on the canonical form of each SIREN (:func:`weightspace.symmetry.canonicalize`:
+    every sine neuron's phase folded into [0, π/2]; the function is unchanged)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def set_statistics(self, features: WeightSpaceFeatures) -> None:
+        if hasattr(self.net, "set_statistics"):
+            self.net.set_statistics(canonicalize(features, siren_activation))
+
+    def forward(self, x: WeightSpaceFeatures) -> Any:
+        return self.net(canonicalize(x, siren_activation))
 
 
 def run_inr_classification(
