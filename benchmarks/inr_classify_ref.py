@@ -4,7 +4,10 @@ Both models are the paper's MNIST INR classifier: 128 Gaussian Fourier features 
 the *raw* SIREN weights, a sinusoidal IO encoding, three NP layers of C channels (ReLU, channel
 dropout 0.1 after each), the NP pool, and a 1000-1000 MLP head with dropout 0.1. The reference
 one is assembled from the public layers of ``nfn==0.1.2`` (the ``bench`` extra; never a runtime
-dependency), ours from :mod:`weightspace.nn`.
+dependency), ours from :mod:`weightspace.nn`. Each keeps its own library's details: the Fourier
+matrices are different random draws, and the IO encodings differ in size (ours gives inputs and
+outputs 13 channels each, 282 into the first NP layer; the reference sums them with a layer
+encoding into 13, 269 into the first NP layer).
 
 They train on the same SIRENs with the same budget: Adam, the same learning rate, batch size,
 number of epochs and seeded shuffles (one permutation per epoch, shared), cross-entropy on raw
