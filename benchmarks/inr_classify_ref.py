@@ -1,0 +1,381 @@
+"""INR classification side by side: the reference implementation's NFN_NP classifier and ours.
+
+Both models are the paper's MNIST INR classifier: 128 Gaussian Fourier features (scale 3) of
+the *raw* SIREN weights, a sinusoidal IO encoding, three NP layers of C channels (ReLU, channel
+dropout 0.1 after each), the NP pool, and a 1000-1000 MLP head with dropout 0.1. The reference
+one is assembled from the public layers of ``nfn==0.1.2`` (the ``bench`` extra; never a runtime
+dependency), ours from :mod:`weightspace.nn`. Each keeps its own library's details: the Fourier
+matrices are different random draws, and the IO encodings differ in size (ours gives inputs and
+outputs 13 channels each, 282 into the first NP layer; the reference sums them with a layer
+encoding into 13, 269 into the first NP layer).
+
+They train on the same SIRENs with the same budget: Adam, the same learning rate, batch size,
+number of epochs and seeded shuffles (one permutation per epoch, shared), cross-entropy on raw
+weights (no standardisation, so both see the same inputs). Epochs are interleaved, one of each
+in turn (the order alternates), so a busy machine slows both alike. After every epoch each model
+is scored on the test SIRENs (eval mode, no grad). We report final and best test accuracy and
+the median training time per epoch.
+
+    python benchmarks/inr_classify_ref.py --inrs DIR [--epochs 5] [--channels 64] [--lr 1e-3]
+        [--batch-size 32] [--seed 0] [--threads 1] [--device cpu] [--json out.json]
+
+``DIR`` is a folder written by ``weightspace inr fit`` (its train and test splits are used).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import shlex
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from weightspace import NetworkSpec, WeightSpaceFeatures
+from weightspace.data.inr import InrDataset, load_inrs
+from weightspace.io import write_json
+from weightspace.models import MLPHead
+from weightspace.nn import (
+    ChannelDropout,
+    GaussianFourierFeatures,
+    NPLinear,
+    NPPool,
+    SinusoidalIOEncoding,
+)
+
+try:
+    import nfn
+    from nfn.common import WeightSpaceFeatures as RefFeatures
+    from nfn.common import network_spec_from_wsfeat
+except ImportError as exc:  # pragma: no cover - benchmark-only extra
+    raise SystemExit(
+        "benchmarks/inr_classify_ref.py needs the reference: pip install -e '.[bench]'"
+    ) from exc
+
+#: The paper's MNIST configuration, shared by both models.
+FOURIER_FEATURES = 128
+FOURIER_SCALE = 3.0
+CHANNEL_DROPOUT = 0.1
+HEAD_HIDDEN = (1000, 1000)
+HEAD_DROPOUT = 0.1
+NP_LAYERS = 3
+
+MODELS = ("weightspace", "nfn")
+
+
+def to_reference(x: WeightSpaceFeatures) -> RefFeatures:
+    """The reference's features on the same tensors (no copy): W_i ``(B, C, n_i, n_{i-1})``."""
+    return RefFeatures(list(x.weights), list(x.biases))
+
+
+class ReferenceClassifier(nn.Module):
+    """The reference's NFN_NP INR classifier, built only from ``nfn``'s public layers.
+
+    Takes our :class:`WeightSpaceFeatures` and hands the same tensors to ``nfn`` (a tuple of
+    views, free), so both models run in one training loop and one test kit.
+
+    Parameters
+    ----------
+    spec:
+        The weight space of the SIRENs.
+    channels:
+        Channels of each of the three NP layers.
+    num_classes:
+        Output logits.
+
+    Shapes
+    ------
+    - input: :class:`WeightSpaceFeatures` on ``spec`` with 1 channel
+    - output: ``(B, num_classes)``
+    """
+
+    def __init__(self, spec: NetworkSpec, channels: int = 64, num_classes: int = 10) -> None:
+        super().__init__()
+        example = RefFeatures(
+            [torch.zeros(1, 1, *s) for s in spec.weight_shapes],
+            [torch.zeros(1, 1, *s) for s in spec.bias_shapes],
+        )
+        ref_spec = network_spec_from_wsfeat(example)
+        layers = nfn.layers
+        fourier = layers.GaussianFourierFeatureTransform(
+            ref_spec, 1, mapping_size=FOURIER_FEATURES, scale=FOURIER_SCALE
+        )
+        io = layers.IOSinusoidalEncoding(ref_spec)
+        mods: list[nn.Module] = [fourier, io]
+        width = io.num_out_chan(fourier.out_channels)
+        for _ in range(NP_LAYERS):
+            mods += [
+                layers.NPLinear(ref_spec, width, channels),
+                layers.TupleOp(nn.ReLU()),
+                layers.ChannelDropout(CHANNEL_DROPOUT),
+            ]
+            width = channels
+        # NPPool gives (B, C, pooled per channel); the head gets it flat.
+        mods += [layers.NPPool(ref_spec), nn.Flatten(start_dim=1)]
+        pooled = channels * layers.NPPool.get_num_outs(ref_spec)
+        head: list[nn.Module] = []
+        for h in HEAD_HIDDEN:
+            head += [nn.Linear(pooled, h), nn.ReLU(), nn.Dropout(HEAD_DROPOUT)]
+            pooled = h
+        head.append(nn.Linear(pooled, num_classes))
+        self.net = nn.Sequential(*mods, *head)
+
+    def forward(self, x: WeightSpaceFeatures) -> Tensor:
+        return self.net(to_reference(x))
+
+
+def ours(spec: NetworkSpec, channels: int = 64, num_classes: int = 10) -> nn.Module:
+    """Our classifier at the paper's MNIST configuration.
+
+    This is ``InvariantNFN(spec, "np", hidden_channels=(C, C, C), head_hidden=(1000, 1000),
+    out_features=num_classes, io_encoding="sinusoidal", fourier_features=128, dropout=0.1)``
+    layer for layer, but built by hand from :mod:`weightspace.nn`: ``InvariantNFN`` has no
+    Fourier scale (it uses 10) and no channel dropout in this tree. The ReLU is fused into each
+    NP layer, as ``InvariantNFN`` does.
+
+    Shapes
+    ------
+    - input: :class:`WeightSpaceFeatures` on ``spec`` with 1 channel
+    - output: ``(B, num_classes)``
+    """
+    fourier = GaussianFourierFeatures(1, mapping_size=FOURIER_FEATURES, scale=FOURIER_SCALE)
+    io = SinusoidalIOEncoding(spec, fourier.out_channels)
+    mods: list[nn.Module] = [fourier, io]
+    width = io.out_channels
+    for _ in range(NP_LAYERS):
+        mods += [
+            NPLinear(spec, width, channels, activation="relu"),
+            ChannelDropout(CHANNEL_DROPOUT),
+        ]
+        width = channels
+    pool = NPPool(spec)
+    head = MLPHead(pool.output_size(channels), HEAD_HIDDEN, num_classes, HEAD_DROPOUT)
+    return nn.Sequential(*mods, pool, head)
+
+
+def build(name: str, spec: NetworkSpec, channels: int, num_classes: int, seed: int) -> nn.Module:
+    """Model ``name`` (one of :data:`MODELS`), initialised from ``seed``."""
+    torch.manual_seed(seed)
+    if name == "weightspace":
+        return ours(spec, channels, num_classes)
+    if name == "nfn":
+        return ReferenceClassifier(spec, channels, num_classes)
+    raise ValueError(f"build: unknown model {name!r}; expected one of {MODELS}")
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> Tensor:
+    """The shuffle of epoch ``epoch``: the same permutation of ``range(n)`` for both models."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(1_000_003 * seed + epoch))
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: InrDataset,
+    order: Tensor,
+    batch_size: int,
+    device: torch.device,
+) -> tuple[float, float]:
+    """One pass over ``data`` in ``order``; returns (seconds, mean training loss)."""
+    model.train()
+    total, count = torch.zeros((), device=device), 0
+    _sync(device)
+    start = time.perf_counter()
+    for i in range(0, len(order), batch_size):
+        idx = order[i : i + batch_size].to(data.labels.device)
+        x, y = data.features[idx], data.labels[idx]
+        optimizer.zero_grad(set_to_none=True)
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+        total += loss.detach() * len(idx)
+        count += len(idx)
+    _sync(device)
+    return time.perf_counter() - start, float(total) / max(count, 1)
+
+
+@torch.no_grad()
+def evaluate_accuracy(model: nn.Module, data: InrDataset, batch_size: int = 256) -> float:
+    """Fraction of ``data`` classified correctly, in eval mode."""
+    model.eval()
+    correct = 0
+    for i in range(0, len(data), batch_size):
+        x, y = data.features[i : i + batch_size], data.labels[i : i + batch_size]
+        correct += int((model(x).argmax(dim=1) == y).sum())
+    return correct / len(data)
+
+
+def _to(data: InrDataset, device: torch.device) -> InrDataset:
+    return InrDataset(
+        data.spec,
+        data.features.to(device),
+        data.labels.to(device),
+        data.split.to(device),
+        data.metadata,
+        data.info,
+    )
+
+
+def compare(
+    train: InrDataset,
+    test: InrDataset,
+    *,
+    epochs: int = 5,
+    channels: int = 64,
+    lr: float = 1e-3,
+    batch_size: int = 32,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> dict:
+    """Train both models, interleaved epoch by epoch; returns per-model results.
+
+    Each model's dropout draws are seeded per epoch, so they do not depend on the interleaving.
+    """
+    device = torch.device(device)
+    train, test = _to(train, device), _to(test, device)
+    num_classes = max(train.num_classes, test.num_classes)
+    models = {
+        name: build(name, train.spec, channels, num_classes, seed).to(device) for name in MODELS
+    }
+    optims = {name: torch.optim.Adam(m.parameters(), lr=lr) for name, m in models.items()}
+    history: dict[str, list[dict]] = {name: [] for name in MODELS}
+    for epoch in range(epochs):
+        order = epoch_order(len(train), seed, epoch)
+        names = MODELS if epoch % 2 == 0 else MODELS[::-1]
+        for k, name in enumerate(names):
+            torch.manual_seed(1_000_003 * seed + 7919 * epoch + MODELS.index(name) + 1)
+            seconds, loss = train_epoch(
+                models[name], optims[name], train, order, batch_size, device
+            )
+            start = time.perf_counter()
+            acc = evaluate_accuracy(models[name], test)
+            row = {
+                "epoch": epoch + 1,
+                "train_s": seconds,
+                "eval_s": time.perf_counter() - start,
+                "train_loss": loss,
+                "test_accuracy": acc,
+                "order": k,
+            }
+            history[name].append(row)
+        if progress:
+            line = " | ".join(
+                f"{n}: {history[n][-1]['train_s']:.2f} s, loss {history[n][-1]['train_loss']:.3f},"
+                f" test {100 * history[n][-1]['test_accuracy']:.1f} %"
+                for n in MODELS
+            )
+            print(f"# epoch {epoch + 1}/{epochs}: {line}", flush=True)
+    results = {}
+    for name, model in models.items():
+        rows = history[name]
+        accs = [r["test_accuracy"] for r in rows]
+        results[name] = {
+            "params": sum(p.numel() for p in model.parameters()),
+            "final_test_accuracy": accs[-1] if accs else math.nan,
+            "best_test_accuracy": max(accs) if accs else math.nan,
+            "median_epoch_s": statistics.median(r["train_s"] for r in rows) if rows else math.nan,
+            "epochs": rows,
+        }
+    ours_s, ref_s = results["weightspace"]["median_epoch_s"], results["nfn"]["median_epoch_s"]
+    return {"models": results, "speed_ratio": ref_s / ours_s if ours_s > 0 else math.nan}
+
+
+def table(result: dict) -> list[str]:
+    """Markdown rows: one per model, then the speed ratio."""
+    rows = [
+        "| model | parameters | final test acc | best test acc | median s / epoch |",
+        "|---|---|---|---|---|",
+    ]
+    labels = {"weightspace": "weightspace", "nfn": f"nfn {getattr(nfn, '__version__', '0.1.2')}"}
+    for name in MODELS:
+        r = result["models"][name]
+        rows.append(
+            f"| {labels[name]} | {r['params']:,} | {100 * r['final_test_accuracy']:.1f} % "
+            f"| {100 * r['best_test_accuracy']:.1f} % | {r['median_epoch_s']:.2f} |"
+        )
+    rows.append(f"\nspeed ratio (nfn / weightspace, time per epoch): {result['speed_ratio']:.2f}x")
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--inrs", required=True, help="folder written by `weightspace inr fit`")
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--channels", type=int, default=64, help="channels of each NP layer")
+    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--json", default=None, help="also write the results here")
+    args = parser.parse_args(argv)
+    if args.epochs < 1 or args.channels < 1 or args.batch_size < 1 or args.threads < 1:
+        parser.error("--epochs, --channels, --batch-size and --threads must be positive")
+    torch.set_num_threads(args.threads)
+    command = "python benchmarks/inr_classify_ref.py " + shlex.join(
+        sys.argv[1:] if argv is None else list(argv)
+    )
+    machine = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "nfn": getattr(nfn, "__version__", "0.1.2"),
+        "threads": torch.get_num_threads(),
+        "device": args.device
+        + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else ""),
+    }
+    print(f"$ {command}")
+    print(
+        f"# {machine['processor']}, {machine['threads']} thread(s), torch {machine['torch']}, "
+        f"{machine['device']}",
+        flush=True,
+    )
+    data = load_inrs(args.inrs)
+    train, test = data.part("train"), data.part("test")
+    if not len(train) or not len(test):
+        raise SystemExit(f"{args.inrs}: need train and test INRs, got {len(train)} and {len(test)}")
+    print(f"# {args.inrs}: {len(train)} train and {len(test)} test SIRENs", flush=True)
+    result = compare(
+        train,
+        test,
+        epochs=args.epochs,
+        channels=args.channels,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        device=args.device,
+    )
+    print("\n".join(["", *table(result)]))
+    result = {
+        "command": command,
+        "machine": machine,
+        "args": vars(args),
+        "data": {
+            "inrs": args.inrs,
+            "dataset": data.info.get("dataset"),
+            "train": len(train),
+            "test": len(test),
+        },
+        **result,
+    }
+    if args.json:
+        write_json(result, args.json)
+    return result
+
+
+if __name__ == "__main__":
+    main()

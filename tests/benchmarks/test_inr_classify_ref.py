@@ -1,0 +1,148 @@
+"""benchmarks/inr_classify_ref.py: both classifiers are the paper's NFN_NP, and the script runs.
+
+The side-by-side means something only if the reference model (built from ``nfn``'s layers) and
+ours are the same kind of model: HNP-invariant, told inputs and outputs apart by an IO encoding,
+with the same logits. These tests check that on both with the test kit, with controls that must
+break, and run the script's ``main`` for one epoch on real (8x8 digits) SIRENs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+from weightspace.data.inr import SIREN_SPEC, InrConfig, fit_inrs
+from weightspace.models import InvariantNFN
+from weightspace.nn import ChannelDropout
+from weightspace.testing import (
+    assert_invariant,
+    inconsistent_permutation,
+    invariance_error,
+    random_features,
+)
+
+pytest.importorskip("nfn")
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "inr_classify_ref.py"
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_inr_classify_ref", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def digits_inrs(tmp_path_factory) -> Path:
+    """20 train (2 of them validation) and 20 test digits, one rough SIREN each."""
+    out = tmp_path_factory.mktemp("inrs") / "digits"
+    config = InrConfig(dataset="digits", out=str(out), limit=20, steps=20, chunk_size=16)
+    return fit_inrs(config, progress=False)
+
+
+@pytest.mark.parametrize("name", ["weightspace", "nfn"])
+def test_both_models_are_hnp_invariant_np_classifiers(bench: ModuleType, name: str) -> None:
+    model = bench.build(name, SIREN_SPEC, channels=4, num_classes=10, seed=0)
+    x = random_features(SIREN_SPEC, 3, dtype=torch.float32)
+    model.eval()
+    with torch.no_grad():
+        assert model(x).shape == (3, 10)
+    assert_invariant(model, SIREN_SPEC, "hnp", rtol=1e-9)
+    # Controls that must break: a permutation that changes the SIREN's function ...
+    broken = invariance_error(
+        model, SIREN_SPEC, perturb=lambda f, g: inconsistent_permutation(f, 1, g)
+    )
+    assert broken > 1e-4
+    # ... and swapping the two input coordinates, which the IO encoding tells apart.
+    swap = [torch.tensor([1, 0]), None, None, None]
+    model64 = model.double()
+    x64 = random_features(SIREN_SPEC, 3)
+    with torch.no_grad():
+        assert not torch.allclose(model64(x64.permute(swap)), model64(x64), atol=1e-6)
+
+
+def test_both_models_have_the_papers_dropouts(bench: ModuleType) -> None:
+    # Channel dropout 0.1 after each of the 3 NP layers, dropout 0.1 after each of the 2 hidden
+    # layers of the head; nothing else drops.
+    import nfn
+
+    kinds = {"weightspace": ChannelDropout, "nfn": nfn.layers.ChannelDropout}
+    for name in bench.MODELS:
+        model = bench.build(name, SIREN_SPEC, channels=4, num_classes=10, seed=0)
+        channel = [m for m in model.modules() if isinstance(m, kinds[name])]
+        plain = [m for m in model.modules() if type(m) is torch.nn.Dropout]
+        if name == "nfn":  # the reference drops biases with an nn.Dropout inside each
+            plain = [m for m in plain if not any(m is c.bias_dropout for c in channel)]
+        assert [getattr(m, "p", getattr(m, "dropout", None)) for m in channel] == [0.1] * 3, name
+        assert [m.p for m in plain] == [0.1] * 2, name
+        x = random_features(SIREN_SPEC, 4, dtype=torch.float32)
+        model.eval()
+        with torch.no_grad():
+            torch.testing.assert_close(model(x), model(x), rtol=0, atol=0)
+
+
+def test_ours_is_invariant_nfn_at_the_papers_configuration(bench: ModuleType) -> None:
+    # The hand-built stack has InvariantNFN's layers (Fourier scale and channel dropout aside,
+    # which hold no parameters), so its parameter count is InvariantNFN's.
+    ours = bench.build("weightspace", SIREN_SPEC, channels=8, num_classes=10, seed=0)
+    nfn_np = InvariantNFN(
+        SIREN_SPEC,
+        "np",
+        hidden_channels=(8, 8, 8),
+        head_hidden=(1000, 1000),
+        out_features=10,
+        io_encoding="sinusoidal",
+        fourier_features=128,
+        dropout=0.1,
+    )
+    count = sum(p.numel() for p in ours.parameters())
+    assert count == sum(p.numel() for p in nfn_np.parameters())
+    fourier = ours[0]
+    assert fourier.mapping_size == 128 and fourier.scale == 3.0
+
+
+def test_both_models_see_the_same_shuffles(bench: ModuleType) -> None:
+    first = bench.epoch_order(50, seed=0, epoch=0)
+    assert torch.equal(first, bench.epoch_order(50, seed=0, epoch=0))
+    assert torch.equal(first.sort().values, torch.arange(50))
+    assert not torch.equal(first, bench.epoch_order(50, seed=0, epoch=1))
+    assert not torch.equal(first, bench.epoch_order(50, seed=1, epoch=0))
+
+
+def test_main_trains_both_and_reports(
+    bench: ModuleType, digits_inrs: Path, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "ref.json"
+    argv = ["--inrs", str(digits_inrs), "--epochs", "1", "--channels", "4", "--json", str(out)]
+    result = bench.main(argv)
+    printed = capsys.readouterr().out
+    assert "| weightspace |" in printed and "| nfn 0.1.2 |" in printed
+    assert "speed ratio" in printed
+    assert json.loads(out.read_text())["command"] == result["command"]
+    assert result["command"].endswith(" ".join(argv))
+    assert result["data"] == {
+        "inrs": str(digits_inrs),
+        "dataset": "digits",
+        "train": 18,
+        "test": 20,
+    }
+    assert result["machine"]["threads"] == 1
+    for name in bench.MODELS:
+        r = result["models"][name]
+        (epoch,) = r["epochs"]
+        assert 0.0 <= r["final_test_accuracy"] == r["best_test_accuracy"] <= 1.0
+        assert math.isfinite(epoch["train_loss"]) and epoch["train_s"] > 0
+        assert r["median_epoch_s"] == epoch["train_s"]
+    assert math.isfinite(result["speed_ratio"]) and result["speed_ratio"] > 0
