@@ -288,3 +288,7 @@ def test_probe_predictors_run_each_network_with_its_own_activation(tmp_path, mod
 def test_probe_predictors_refuse_zoos_that_record_no_activation(tmp_path, zoo):
     with pytest.raises(ValueError, match="some rows record no activation"):
         run_generalization(small("probe", tmp_path), zoo=zoo, progress=False)
+    rows = [{"index": i, "activation": "swish" if i == 5 else "relu"} for i in range(len(zoo))]
+    odd = Zoo(zoo.spec, zoo.features, zoo.test_accuracy, rows, zoo.split, zoo.info)
+    with pytest.raises(ValueError, match="network 5 has activation 'swish', which a probe model"):
+        run_generalization(small("probe", tmp_path / "b"), zoo=odd, progress=False)

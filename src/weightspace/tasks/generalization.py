@@ -29,6 +29,7 @@ from weightspace.data.container import Zoo
 from weightspace.data.images import IMAGE_SHAPES
 from weightspace.data.zoo import PADDING, STRIDE, ZOO_FORMAT
 from weightspace.models.probe import HybridModel, ProbeModel
+from weightspace.nn.activation import get_activation
 from weightspace.nn.probe import PROBE_GENERATORS
 from weightspace.space.features import WeightSpaceFeatures
 from weightspace.space.spec import NetworkSpec
@@ -243,7 +244,17 @@ class Generalization(Task):
                 f"zoo {where!r}: a probe model runs the networks, but some rows record no "
                 "activation ('activation' or 'config.activation')"
             )
-        return {"activations": sorted(set(acts)), "probe_input": _probe_input(data, where)}  # type: ignore[type-var]
+        names = sorted({str(a) for a in acts})
+        for name in names:
+            try:
+                get_activation(name)
+            except ValueError:
+                first = next(r for r in data.metadata if network_activation(r) == name)
+                raise ValueError(
+                    f"zoo {where!r}: network {first.get('index', '?')} has activation {name!r}, "
+                    "which a probe model cannot run (known: relu, tanh, gelu, sigmoid, silu, sin)"
+                ) from None
+        return {"activations": names, "probe_input": _probe_input(data, where)}
 
     def check_compatible(self, data: Zoo, where: str, run: Path) -> None:
         if self.settings["model"] in PROBE_MODELS:
