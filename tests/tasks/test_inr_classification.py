@@ -549,3 +549,20 @@ def test_issue_10_config_errors(digits_inrs, tmp_path) -> None:
         InrClassifyConfig(inrs="i", model="probe", out="o", probe_generator="gan")
     with pytest.raises(ValueError, match="train_limit=99, but the train split holds 18 INRs"):
         run_inr_classification(tiny("probe", digits_inrs, tmp_path, train_limit=99), progress=False)
+
+
+def test_image_augment_auto_is_on_for_probe_models_only() -> None:
+    from weightspace.tasks.inputs import AffineAugmentation
+
+    def kinds(model: str, **extra) -> list[str]:
+        config = InrClassifyConfig(inrs="i", model=model, out="o", **extra)
+        task = InrClassification({**config.settings(), "spec": SIREN_SPEC.to_dict()})
+        return [type(a).__name__ for a in task.augmentation()]
+
+    assert "AffineAugmentation" in kinds("probe") and "AffineAugmentation" in kinds("np-probe")
+    assert "AffineAugmentation" not in kinds("np")
+    assert "AffineAugmentation" in kinds("np", image_augment=True)
+    assert "AffineAugmentation" not in kinds("probe", image_augment=False)
+    # At its default the field is not written, so runs from before it existed still resume.
+    assert "image_augment" not in InrClassifyConfig(inrs="i", model="probe", out="o").settings()
+    assert AffineAugmentation(10.0, 1.1, 0.1).active and not AffineAugmentation().active

@@ -115,8 +115,10 @@ class InrClassifyConfig(TaskConfig):
     canonicalize: bool = option(
         False, "fold every sine neuron into its canonical form before the model reads it"
     )
-    image_augment: bool = option(
-        False, "random moves of the images, made on the weights", type=base.on_off
+    image_augment: bool | str = option(
+        "auto",
+        "random moves of the images, made on the weights (auto: on for the probe models)",
+        type=base.auto_on_off,
     )
     probes: int = option(128, "probe inputs of the probe models", type=base.positive_int)
     probe_generator: str = option(
@@ -135,8 +137,8 @@ class InrClassifyConfig(TaskConfig):
         nfn = self.model in self.nfn_models
         if not (isinstance(self.dropout, int | float) and 0 <= self.dropout < 1):
             self.refuse("dropout", "in [0, 1)")
-        if not isinstance(self.image_augment, bool):
-            self.refuse("image_augment", "True or False")
+        if self.image_augment != "auto" and not isinstance(self.image_augment, bool):
+            self.refuse("image_augment", "True, False or 'auto'")
         cd = self.channel_dropout
         if not (isinstance(cd, int | float) and 0 <= cd < 1):
             self.refuse("channel_dropout", "a number in [0, 1)")
@@ -303,9 +305,17 @@ class InrClassification(ClassificationTask):
                 permute=s["model"] == "mlp-aug",
             )
         ]
-        if s.get("image_augment"):
+        if image_augment(s):
             augments.append(AffineAugmentation(*IMAGE_AUGMENT))
         return augments
+
+
+def image_augment(settings: dict[str, Any]) -> bool:
+    """Whether a run trains on moved images: its ``image_augment``, where ``"auto"`` is on for
+    the probe models (they read images; RESULTS.md measures the gain) and off for the others.
+    ``"auto"`` stays unresolved in ``config.json``, so runs written before the field resume."""
+    value = settings.get("image_augment", "auto")
+    return settings["model"] in PROBE_MODELS if value == "auto" else bool(value)
 
 
 class Canonicalized(nn.Module):
