@@ -17,7 +17,7 @@ from torch import Tensor
 
 from weightspace.io import atomic_path
 
-__all__ = ["confusion", "curves", "image_pairs", "scatter"]
+__all__ = ["confusion", "curves", "image_pairs", "probe_points", "scatter"]
 
 
 def _figure(width: float, height: float, dpi: int = 110) -> Any:
@@ -181,5 +181,51 @@ def curves(
     ax.legend(fontsize=8)
     if title:
         ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def probe_points(
+    points: Tensor,
+    background: Tensor,
+    path: str | os.PathLike[str],
+    *,
+    title: str = "",
+) -> Path:
+    """Where a probe model looks: 2-D probe coordinates over an image, to a PNG.
+
+    ``points`` are ``(row, column)`` coordinates in ``[-1, 1]`` (:func:`weightspace.data.inr.pixel_grid`'s
+    convention); points outside the image are drawn at its border, hollow.
+
+    Shapes
+    ------
+    - points: ``(N, 2)``; background: ``(H, W)``
+    """
+    p = torch.as_tensor(points).detach().double().cpu()
+    image = torch.as_tensor(background).detach().double().cpu()
+    if p.ndim != 2 or p.shape[1] != 2 or image.ndim != 2:
+        raise ValueError(
+            f"probe_points: expected (N, 2) points and an (H, W) image, got {tuple(p.shape)} and "
+            f"{tuple(image.shape)}"
+        )
+    h, w = image.shape
+    rows, cols = (p[:, 0] + 1) / 2 * (h - 1), (p[:, 1] + 1) / 2 * (w - 1)
+    inside = (p.abs() <= 1).all(dim=1)
+    fig = _figure(4.0, 4.2)
+    ax = fig.add_subplot()
+    ax.imshow(image.numpy(), cmap="gray")
+    ax.scatter(cols[inside].numpy(), rows[inside].numpy(), s=14, c="tab:red", label="probe")
+    if (~inside).any():
+        ax.scatter(
+            cols[~inside].clamp(0, w - 1).numpy(),
+            rows[~inside].clamp(0, h - 1).numpy(),
+            s=14,
+            facecolors="none",
+            edgecolors="tab:orange",
+            label="outside the image",
+        )
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_axis_off()
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return _save(fig, path)

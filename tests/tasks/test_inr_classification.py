@@ -519,6 +519,8 @@ def test_training_options_run_end_to_end_and_evaluate_alike(digits_inrs, tmp_pat
         assert all(saved[k] == v for k, v in extra.items())
         again = evaluate_inrs(out, digits_inrs)
         assert again["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
+        # Probe models also show where their probes look.
+        assert (out / "probes.png").is_file() == (model == "probe")
 
 
 def test_canonicalised_classifiers_see_sign_flips_and_half_shifts_as_the_same_siren() -> None:

@@ -22,14 +22,17 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
+import torch
 from torch import nn
 
-from weightspace.data.inr import OMEGA_0, InrDataset, siren_activation
+from weightspace import viz
+from weightspace.data.inr import OMEGA_0, InrDataset, render, siren_activation
 from weightspace.data.siren_format import PAPER_SPLIT_POINTS
 from weightspace.models.probe import HybridModel, ProbeModel
-from weightspace.nn.probe import PROBE_GENERATORS
+from weightspace.nn.probe import PROBE_GENERATORS, ProbeFeatures
 from weightspace.space.features import WeightSpaceFeatures
 from weightspace.space.spec import NetworkSpec
 from weightspace.symmetry import canonicalize
@@ -292,6 +295,23 @@ class InrClassification(ClassificationTask):
     def prepare(self, model: nn.Module, train: InrDataset) -> None:
         if self.settings.get("normalize", True) and hasattr(model, "set_statistics"):
             model.set_statistics(train.features)
+
+    def score(
+        self, model: nn.Module, test: InrDataset, title: str, out: Path | None
+    ) -> dict[str, Any]:
+        """The classification scores, and for probe models ``probes.png``: where the learned
+        probes lie, over the mean test image the SIRENs draw."""
+        metrics = super().score(model, test, title, out)
+        probe = getattr(getattr(model, "net", model), "probe", None)
+        shape = test.info.get("image_shape")
+        if out is not None and isinstance(probe, ProbeFeatures) and shape and len(shape) == 3:
+            with torch.no_grad():
+                feats = test.features[: min(len(test), 256)]
+                mean = render(feats.to(next(model.parameters()).device), *shape[1:]).mean(
+                    dim=(0, 1)
+                )
+                viz.probe_points(probe.probes().cpu(), mean.cpu(), out / "probes.png", title=title)
+        return metrics
 
     def augmentation(self) -> list[Augmentation]:
         s = self.settings
