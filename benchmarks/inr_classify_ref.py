@@ -4,7 +4,7 @@ Both models are the paper's MNIST INR classifier: 128 Gaussian Fourier features 
 the *raw* SIREN weights, a sinusoidal IO encoding, three NP layers of C channels (ReLU, channel
 dropout 0.1 after each), the NP pool, and a 1000-1000 MLP head with dropout 0.1. The reference
 one is assembled from the public layers of ``nfn==0.1.2`` (the ``bench`` extra; never a runtime
-dependency), ours from :mod:`weightspace.nn`. Each keeps its own library's details: the Fourier
+dependency), ours is :class:`weightspace.models.InvariantNFN` as a user builds it. Each keeps its own library's details: the Fourier
 matrices are different random draws, and the IO encodings differ in size (ours gives inputs and
 outputs 13 channels each, 282 into the first NP layer; the reference sums them with a layer
 encoding into 13, 269 into the first NP layer).
@@ -39,14 +39,7 @@ from torch import Tensor, nn
 from weightspace import NetworkSpec, WeightSpaceFeatures
 from weightspace.data.inr import InrDataset, load_inrs
 from weightspace.io import write_json
-from weightspace.models import MLPHead
-from weightspace.nn import (
-    ChannelDropout,
-    GaussianFourierFeatures,
-    NPLinear,
-    NPPool,
-    SinusoidalIOEncoding,
-)
+from weightspace.models import InvariantNFN
 
 try:
     import nfn
@@ -130,32 +123,29 @@ class ReferenceClassifier(nn.Module):
 
 
 def ours(spec: NetworkSpec, channels: int = 64, num_classes: int = 10) -> nn.Module:
-    """Our classifier at the paper's MNIST configuration.
+    """Our classifier at the paper's MNIST configuration: :class:`InvariantNFN` as a user builds it.
 
-    This is ``InvariantNFN(spec, "np", hidden_channels=(C, C, C), head_hidden=(1000, 1000),
-    out_features=num_classes, io_encoding="sinusoidal", fourier_features=128, dropout=0.1)``
-    layer for layer, but built by hand from :mod:`weightspace.nn`: ``InvariantNFN`` has no
-    Fourier scale (it uses 10) and no channel dropout in this tree. The ReLU is fused into each
-    NP layer, as ``InvariantNFN`` does.
+    ``InvariantNFN(spec, "np", (C, C, C), head_hidden=(1000, 1000), out_features=num_classes,
+    io_encoding="sinusoidal", fourier_features=128, fourier_scale=3.0, dropout=0.1,
+    channel_dropout=0.1)``; the ReLU is fused into each NP layer.
 
     Shapes
     ------
     - input: :class:`WeightSpaceFeatures` on ``spec`` with 1 channel
     - output: ``(B, num_classes)``
     """
-    fourier = GaussianFourierFeatures(1, mapping_size=FOURIER_FEATURES, scale=FOURIER_SCALE)
-    io = SinusoidalIOEncoding(spec, fourier.out_channels)
-    mods: list[nn.Module] = [fourier, io]
-    width = io.out_channels
-    for _ in range(NP_LAYERS):
-        mods += [
-            NPLinear(spec, width, channels, activation="relu"),
-            ChannelDropout(CHANNEL_DROPOUT),
-        ]
-        width = channels
-    pool = NPPool(spec)
-    head = MLPHead(pool.output_size(channels), HEAD_HIDDEN, num_classes, HEAD_DROPOUT)
-    return nn.Sequential(*mods, pool, head)
+    return InvariantNFN(
+        spec,
+        "np",
+        hidden_channels=(channels,) * NP_LAYERS,
+        head_hidden=HEAD_HIDDEN,
+        out_features=num_classes,
+        io_encoding="sinusoidal",
+        fourier_features=FOURIER_FEATURES,
+        fourier_scale=FOURIER_SCALE,
+        dropout=HEAD_DROPOUT,
+        channel_dropout=CHANNEL_DROPOUT,
+    )
 
 
 def build(name: str, spec: NetworkSpec, channels: int, num_classes: int, seed: int) -> nn.Module:

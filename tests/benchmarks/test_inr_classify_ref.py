@@ -19,8 +19,15 @@ import pytest
 import torch
 
 from weightspace.data.inr import SIREN_SPEC, InrConfig, fit_inrs
-from weightspace.models import InvariantNFN
-from weightspace.nn import ChannelDropout
+from weightspace.models import InvariantNFN, MLPHead
+from weightspace.nn import (
+    Activation,
+    ChannelDropout,
+    GaussianFourierFeatures,
+    NPLinear,
+    NPPool,
+    SinusoidalIOEncoding,
+)
 from weightspace.testing import (
     assert_invariant,
     inconsistent_permutation,
@@ -93,24 +100,40 @@ def test_both_models_have_the_papers_dropouts(bench: ModuleType) -> None:
             torch.testing.assert_close(model(x), model(x), rtol=0, atol=0)
 
 
-def test_ours_is_invariant_nfn_at_the_papers_configuration(bench: ModuleType) -> None:
-    # The hand-built stack has InvariantNFN's layers (Fourier scale and channel dropout aside,
-    # which hold no parameters), so its parameter count is InvariantNFN's.
+def test_ours_is_the_papers_stack_layer_for_layer(bench: ModuleType) -> None:
+    # ``ours`` is InvariantNFN; check it is the paper's MNIST stack built by hand from
+    # weightspace.nn (Fourier 128 at scale 3, sinusoidal IO encoding, 3 NP layers each followed
+    # by ReLU and channel dropout 0.1, NP pool, 1000-1000 head with dropout 0.1): the same
+    # parameter shapes in the same order, and with the same values the same logits.
     ours = bench.build("weightspace", SIREN_SPEC, channels=8, num_classes=10, seed=0)
-    nfn_np = InvariantNFN(
-        SIREN_SPEC,
-        "np",
-        hidden_channels=(8, 8, 8),
-        head_hidden=(1000, 1000),
-        out_features=10,
-        io_encoding="sinusoidal",
-        fourier_features=128,
-        dropout=0.1,
+    assert isinstance(ours, InvariantNFN)
+    fourier = GaussianFourierFeatures(1, mapping_size=128, scale=3.0)
+    io = SinusoidalIOEncoding(SIREN_SPEC, fourier.out_channels)
+    mods: list[torch.nn.Module] = [fourier, io]
+    width = io.out_channels
+    for _ in range(3):
+        mods += [NPLinear(SIREN_SPEC, width, 8), Activation("relu"), ChannelDropout(0.1)]
+        width = 8
+    pool = NPPool(SIREN_SPEC)
+    by_hand = torch.nn.Sequential(
+        *mods, pool, MLPHead(pool.output_size(8), (1000, 1000), 10, dropout=0.1)
     )
-    count = sum(p.numel() for p in ours.parameters())
-    assert count == sum(p.numel() for p in nfn_np.parameters())
-    fourier = ours[0]
-    assert fourier.mapping_size == 128 and fourier.scale == 3.0
+    shapes = [p.shape for p in ours.parameters()]
+    assert shapes == [p.shape for p in by_hand.parameters()]
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in by_hand.parameters())
+    with torch.no_grad():
+        for mine, theirs in zip(ours.parameters(), by_hand.parameters()):
+            theirs.copy_(torch.randn_like(mine))
+            mine.copy_(theirs)
+    drops = [m.p for m in ours.modules() if isinstance(m, ChannelDropout | torch.nn.Dropout)]
+    assert drops == [0.1] * 5
+    ours_fourier = ours.encoder[0]
+    assert ours_fourier.mapping_size == 128 and ours_fourier.scale == 3.0
+    assert torch.equal(ours_fourier.B, fourier.B)
+    ours.eval(), by_hand.eval()
+    x = random_features(SIREN_SPEC, 3, dtype=torch.float32)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), by_hand(x), rtol=1e-5, atol=1e-5)
 
 
 def test_both_models_see_the_same_shuffles(bench: ModuleType) -> None:

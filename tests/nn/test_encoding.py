@@ -215,3 +215,99 @@ def test_fourier_features_errors():
         ff(random_features(NetworkSpec((2, 2)), channels=3))
     with pytest.raises(ValueError, match="mapping_size"):
         GaussianFourierFeatures(2, 0)
+
+
+def _plain_fourier(x: WeightSpaceFeatures, B: torch.Tensor) -> WeightSpaceFeatures:
+    """The formula, through autograd: ``cat([sin(2π x B), cos(2π x B)])`` along channels."""
+
+    def lift(t: torch.Tensor) -> torch.Tensor:
+        z = 2 * math.pi * torch.einsum("bc...,cm->bm...", t, B)
+        return torch.cat([z.sin(), z.cos()], dim=1)
+
+    return x.map(lift)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_fourier_features_and_their_gradients_match_the_autograd_formula(channels):
+    # The forward writes sin and cos into one output; the backward reuses them (sin' = cos).
+    torch.manual_seed(0)
+    spec = NetworkSpec((2, 3, 1), ((3,), ()))
+    ff = GaussianFourierFeatures(channels, mapping_size=4, scale=2.0, seed=2).double()
+    x = random_features(spec, 2, channels).map(lambda t: t.requires_grad_())
+    y, expected = ff(x), _plain_fourier(x, ff.B)
+    weights = [torch.randn_like(t) for t in expected.tensors]
+    for a, b in zip(y.tensors, expected.tensors):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    grads = torch.autograd.grad(sum((a * w).sum() for a, w in zip(y.tensors, weights)), x.tensors)
+    plain = torch.autograd.grad(
+        sum((a * w).sum() for a, w in zip(expected.tensors, weights)), x.tensors
+    )
+    for a, b in zip(grads, plain):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_fourier_function_passes_gradcheck(channels):
+    from weightspace.nn.encoding import _FourierFeatures
+
+    torch.manual_seed(0)
+    x = torch.randn(2, channels, 3, 2, dtype=torch.float64, requires_grad=True)
+    proj = torch.randn(channels, 3, dtype=torch.float64, requires_grad=True)
+
+    def fn(x: torch.Tensor, proj: torch.Tensor) -> torch.Tensor:
+        return _FourierFeatures.apply(x, proj, 0, None)
+
+    assert torch.autograd.gradcheck(fn, (x, proj))
+
+    class Broken(_FourierFeatures):  # a control that must break: cos' = +sin
+        @staticmethod
+        def backward(ctx, grad):
+            M = ctx.saved_tensors[1].shape[1]
+            flipped = torch.cat([grad[:, :M], -grad[:, M:]], dim=1)
+            return _FourierFeatures.backward(ctx, flipped)
+
+    broken = lambda x, proj: Broken.apply(x, proj, 0, None)  # noqa: E731
+    assert not torch.autograd.gradcheck(broken, (x, proj), raise_exception=False)
+
+
+def test_sinusoidal_gradients_reach_the_input_channels_only():
+    spec = NetworkSpec((3, 4, 2), ((2,), ()))
+    enc = SinusoidalIOEncoding(spec, channels=2, num_bands=2).double()
+    x = random_features(spec, 2, 2).map(lambda t: t.requires_grad_())
+    assert torch.autograd.gradcheck(
+        lambda *ts: enc(WeightSpaceFeatures.from_tensors(ts)).tensors, x.tensors
+    )
+    y = enc(x)
+    for a, b in zip(y.tensors, x.tensors):
+        torch.testing.assert_close(a[:, :2], b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        NetworkSpec((3, 4, 5, 2), ((2, 2), (3, 3), ())),
+        NetworkSpec((3, 2)),
+        NetworkSpec((2, 32, 32, 1)),
+    ],
+)
+def test_fourier_fused_with_io_encoding_equals_the_two_layers(spec):
+    torch.manual_seed(0)
+    ff = GaussianFourierFeatures(1, mapping_size=5, scale=3.0).double()
+    io = SinusoidalIOEncoding(spec, ff.out_channels, num_bands=2).double()
+    x = random_features(spec, 2, 1).map(lambda t: t.requires_grad_())
+    fused, expected = ff(x, io=io), io(ff(x))
+    for a, b in zip(fused.tensors, expected.tensors):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    if sum(t.numel() for t in x.tensors) < 200:  # gradcheck's Jacobians grow quadratically
+        assert torch.autograd.gradcheck(
+            lambda *ts: ff(WeightSpaceFeatures.from_tensors(ts), io=io).tensors, x.tensors
+        )
+
+
+def test_fourier_fused_errors():
+    spec = NetworkSpec((2, 3, 1))
+    ff = GaussianFourierFeatures(1, mapping_size=4)
+    with pytest.raises(ValueError, match="io must be a SinusoidalIOEncoding of 8 channels"):
+        ff(random_features(spec, 1, 1, dtype=torch.float32), io=SinusoidalIOEncoding(spec, 7))
+    with pytest.raises(ValueError, match="GaussianFourierFeatures"):
+        ff(random_features(NetworkSpec((2, 4, 1)), 1, 1), io=SinusoidalIOEncoding(spec, 8))

@@ -156,6 +156,22 @@ def _nf_layers(
     return modules
 
 
+def _encode(encoder: nn.Sequential, x: WeightSpaceFeatures) -> WeightSpaceFeatures:
+    """``encoder(x)``, with Fourier features followed by a sinusoidal IO encoding built as one
+    tensor per weight and bias (the same values; one write of the widest features, not two)."""
+    modules = list(encoder)
+    if (
+        len(modules) >= 2
+        and isinstance(modules[0], GaussianFourierFeatures)
+        and isinstance(modules[1], SinusoidalIOEncoding)
+    ):
+        x = modules[0](x, io=modules[1])
+        modules = modules[2:]
+    for module in modules:
+        x = module(x)
+    return x
+
+
 def _num_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
@@ -242,7 +258,7 @@ class InvariantNFN(nn.Module):
 
     def forward(self, x: WeightSpaceFeatures) -> Tensor:
         check_features(x, self.spec, self.in_channels, type(self).__name__)
-        return self.head(self.pool(self.encoder(x)))
+        return self.head(self.pool(_encode(self.encoder, x)))
 
     def extra_repr(self) -> str:
         return (

@@ -13,9 +13,12 @@ its channels. It acts entrywise, so it commutes with every permutation.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from weightspace.space.features import WeightSpaceFeatures, check_features
 from weightspace.space.spec import NetworkSpec
@@ -174,22 +177,35 @@ class SinusoidalIOEncoding(nn.Module):
 
     def forward(self, x: WeightSpaceFeatures) -> WeightSpaceFeatures:
         check_features(x, self.spec, self.channels, type(self).__name__)
-        E, L = self.encoding_size, self.spec.num_layers
-        inp = self.input_encoding.to(x.dtype)
-        out = self.output_encoding.to(x.dtype)
+        C, L = self.channels, self.spec.num_layers
 
         def extra(t: Tensor, first: bool, last: bool) -> Tensor:
-            # Column (input) index is axis 3 of W_1; row (output) index is axis 2 of W_L and b_L.
-            shape = (t.shape[0], E, *t.shape[2:])
-            parts = [
-                _along(inp, 3, t.ndim).expand(shape) if first else t.new_zeros(shape),
-                _along(out, 2, t.ndim).expand(shape) if last else t.new_zeros(shape),
-            ]
-            return torch.cat([t, *parts], dim=1)
+            # One allocation: the input channels copied in, the encodings written beside them
+            # (no zero tensors, no concatenation). Autograd sees a copy into a slice.
+            out = t.new_empty(t.shape[0], self.out_channels, *t.shape[2:])
+            self._fill(out[:, C:], first, last)
+            out[:, :C] = t
+            return out
 
         weights = [extra(w, i == 0, i == L - 1) for i, w in enumerate(x.weights)]
         biases = [extra(b, False, i == L - 1) for i, b in enumerate(x.biases)]
         return WeightSpaceFeatures(weights, biases)
+
+    def _fill(self, tail: Tensor, first: bool, last: bool) -> None:
+        """Write the ``2 E`` encoding channels of one tensor into ``tail`` ``(B, 2 E, *shape)``.
+
+        Column (input) index is axis 3 of W_1; row (output) index is axis 2 of W_L and b_L.
+        """
+        E = self.encoding_size
+        with torch.no_grad():  # constants of the spec: nothing to differentiate
+            for part, enc, axis, on in (
+                (tail[:, :E], self.input_encoding, 3, first),
+                (tail[:, E:], self.output_encoding, 2, last),
+            ):
+                if on:
+                    part.copy_(_along(enc, axis, tail.ndim))
+                else:
+                    part.zero_()
 
     def extra_repr(self) -> str:
         return (
@@ -240,7 +256,15 @@ class GaussianFourierFeatures(nn.Module):
     def out_channels(self) -> int:
         return 2 * self.mapping_size
 
-    def forward(self, x: WeightSpaceFeatures) -> WeightSpaceFeatures:
+    def forward(
+        self, x: WeightSpaceFeatures, io: SinusoidalIOEncoding | None = None
+    ) -> WeightSpaceFeatures:
+        """The Fourier features of ``x``; with ``io``, ``io(self(x))`` built in one allocation.
+
+        ``io`` must take this layer's ``out_channels``. The fused form writes the sines, cosines
+        and IO encodings of each tensor straight into one output instead of building the
+        Fourier features and then copying them next to the encodings (same values).
+        """
         if not isinstance(x, WeightSpaceFeatures):
             raise TypeError(
                 f"GaussianFourierFeatures: expected WeightSpaceFeatures, got {type(x).__name__}"
@@ -251,15 +275,75 @@ class GaussianFourierFeatures(nn.Module):
                 f"got {x.channels}"
             )
         proj = self.B.to(x.dtype) * (2 * math.pi)
+        if io is None:
+            return x.map(lambda t: _FourierFeatures.apply(t, proj, 0, None))
+        if not isinstance(io, SinusoidalIOEncoding) or io.channels != self.out_channels:
+            raise ValueError(
+                f"GaussianFourierFeatures: io must be a SinusoidalIOEncoding of "
+                f"{self.out_channels} channels, got {io!r}"
+            )
+        check_features(x, io.spec, self.in_channels, type(self).__name__)
+        L, extra = io.spec.num_layers, 2 * io.encoding_size
 
-        def lift(t: Tensor) -> Tensor:
-            z = (t.movedim(1, -1) @ proj).movedim(-1, 1)
-            return torch.cat([z.sin(), z.cos()], dim=1)
+        def lift(t: Tensor, first: bool, last: bool) -> Tensor:
+            return _FourierFeatures.apply(t, proj, extra, lambda tail: io._fill(tail, first, last))
 
-        return x.map(lift)
+        weights = [lift(w, i == 0, i == L - 1) for i, w in enumerate(x.weights)]
+        biases = [lift(b, False, i == L - 1) for i, b in enumerate(x.biases)]
+        return WeightSpaceFeatures(weights, biases)
 
     def extra_repr(self) -> str:
         return (
             f"in_channels={self.in_channels}, mapping_size={self.mapping_size}, "
             f"scale={self.scale}, seed={self.seed}, out_channels={self.out_channels}"
         )
+
+
+class _FourierFeatures(torch.autograd.Function):
+    """``[sin(x P), cos(x P)]`` along channels for ``x`` ``(B, C, *shape)`` and ``P`` ``(C, M)``.
+
+    Forward: one output allocation; ``z = x P`` is written into the sine half (a broadcast
+    product when C = 1, no transposes), the cosines are taken from it, then the sines in place.
+    Backward: ``dz = g_sin cos z - g_cos sin z`` from the saved output (sin' = cos, cos' = -sin),
+    so nothing is recomputed.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any, x: Tensor, proj: Tensor, extra: int, fill: Callable[[Tensor], None] | None
+    ) -> Tensor:
+        C, M = proj.shape
+        out = x.new_empty(x.shape[0], 2 * M + extra, *x.shape[2:])
+        z, cos = out[:, :M], out[:, M : 2 * M]
+        if C == 1:
+            torch.mul(x, _channels(proj[0], x.ndim), out=z)
+        else:
+            z.copy_((x.movedim(1, -1) @ proj).movedim(-1, 1))
+        torch.cos(z, out=cos)
+        z.sin_()
+        if fill is not None:  # constant channels after the features (an IO encoding)
+            fill(out[:, 2 * M :])
+        ctx.save_for_backward(x, proj, out)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        x, proj, out = ctx.saved_tensors
+        C, M = proj.shape
+        dz = grad[:, :M] * out[:, M : 2 * M]
+        dz.addcmul_(grad[:, M : 2 * M], out[:, :M], value=-1.0)
+        grad_x = grad_proj = None
+        if ctx.needs_input_grad[0]:
+            if C == 1:
+                grad_x = (dz * _channels(proj[0], x.ndim)).sum(1, keepdim=True)
+            else:
+                grad_x = (dz.movedim(1, -1) @ proj.t()).movedim(-1, 1)
+        if ctx.needs_input_grad[1]:
+            grad_proj = x.transpose(0, 1).reshape(C, -1) @ dz.transpose(0, 1).reshape(M, -1).t()
+        return grad_x, grad_proj, None, None
+
+
+def _channels(v: Tensor, ndim: int) -> Tensor:
+    """A ``(C,)`` vector viewed along the channel axis of ``ndim``-D features."""
+    return v.reshape(-1, *[1] * (ndim - 2))
