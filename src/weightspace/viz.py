@@ -175,6 +175,9 @@ def curves(
         ax.plot(list(x), list(y), marker="o", label=name)
     if log_x:
         ax.set_xscale("log")
+        ticks = sorted({float(v) for x, _ in series.values() for v in x})
+        ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
+        ax.minorticks_off()
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)

@@ -89,7 +89,7 @@ def learning_curve(
     for model, by_size in means.items():
         cells = [_cell(by_size.get(n, [])) for n in sizes]
         lines.append(f"| {model} | {' | '.join(cells)} |")
-    note = f"Test {metric} (mean over seeds; n = seeds) against training networks."
+    note = f"{metric} (mean over seeds; n = seeds) against the number of training networks."
     write_text("\n".join([note, "", *lines, ""]), out / "learning_curve.md")
     curves = {
         m: ([n for n in sorted(s)], [sum(v) / len(v) for _, v in sorted(s.items())])
@@ -100,7 +100,7 @@ def learning_curve(
         out / "learning_curve.png",
         title=title,
         xlabel="training networks",
-        ylabel=f"test {metric}",
+        ylabel=metric.replace("_", " "),
     )
     return rows
 
