@@ -6,11 +6,17 @@ both optionally on Gaussian Fourier features of the weights); ``"mlp"``, an MLP 
 flattened weights; and ``"mlp-aug"``, that MLP trained on randomly permuted SIRENs. Each first
 standardises every weight and bias tensor by the training split's mean and standard deviation
 (:class:`~weightspace.tasks.inputs.Standardized`; SIREN layers differ in scale by an order of
-magnitude). Training uses cross-entropy and keeps the best validation accuracy::
+magnitude). Beside them, two models read the function the weights compute: ``"probe"`` runs
+each SIREN on learned coordinates (:class:`~weightspace.models.ProbeModel`, raw weights), and
+``"np-probe"`` feeds those outputs and the NP NFN's pooled features to one head
+(:class:`~weightspace.models.HybridModel`). Training uses cross-entropy, optionally on sign
+flips, half-period shifts or moved images (all drawn per batch in the objective), and keeps the
+best validation accuracy::
 
     RUN/metrics.json      test_accuracy, per_class_accuracy, confusion_matrix, n_test, model, …
     RUN/confusion.png     the test confusion matrix with class names
     RUN/predictions.csv   one row per test INR: index, label, predicted
+    RUN/probes.png        probe models: where the learned probes lie over the mean test image
 
 :class:`InrClassifyConfig`'s defaults are sized for a CPU; :data:`PAPER_CONFIG` holds the
 paper's model for a GPU and :func:`paper_config` turns it into a config.
