@@ -1,8 +1,9 @@
 """Predicting generalization: regress a CNN's test accuracy from its weights (paper §4).
 
 A predictor (NFN_HNP, NFN_NP, StatNN, a flat MLP, or a probe model that runs each CNN on learned
-images, alone or beside NFN_HNP) reads each network's weights and outputs one logit; ``sigmoid(logit)`` is the predicted test accuracy, trained with binary cross-entropy
-against the true accuracy. The model with the best validation Kendall τ is kept and scored on
+images, alone or beside NFN_HNP) reads each network's weights and outputs one logit;
+``sigmoid(logit)`` is the predicted test accuracy, trained with binary cross-entropy against the
+true accuracy. The model with the best validation Kendall τ is kept and scored on
 the zoo's test split (see :mod:`weightspace.tasks.runner` for the run folder)::
 
     RUN/metrics.json      test kendall_tau, r2, mae, n_test, dropped, model, seed, …
