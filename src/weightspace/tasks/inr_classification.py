@@ -87,8 +87,12 @@ class InrClassifyConfig(TaskConfig):
     these SIRENs, see RESULTS.md). ``normalize``: standardise each tensor by
     training-split statistics. ``sign_flips``: train on random hidden-neuron sign flips (exact
     for sine networks; ``"auto"``: on for NFNs, off for the MLPs, as the paper trains them).
-    ``source``: one of :data:`SOURCES`; ``prefix``, ``split_points``, ``augment_prefixes``: for
-    SIREN folders, see :func:`load_any_inrs`.
+    ``half_periods``: also random half-period shifts (exact for SIRENs); ``canonicalize``: the
+    model reads every SIREN in its canonical form (:class:`Canonicalized`); ``image_augment``:
+    train on moved images (:data:`IMAGE_AUGMENT`, made on the weights; ``"auto"``: on for the
+    probe models). ``fourier_scale`` and ``channel_dropout`` shape the NFNs; ``probes`` and
+    ``probe_generator`` the probe models. ``source``: one of :data:`SOURCES`; ``prefix``,
+    ``split_points``, ``augment_prefixes``: for SIREN folders, see :func:`load_any_inrs`.
     """
 
     models = MODELS
