@@ -7,8 +7,11 @@
                                      [--epochs E]
     weightspace inr fit --dataset NAME --out DIR [--seed S] [--limit N] [--augment K] [--steps T]
     weightspace inr show --inrs DIR --out PNG [--n 16]
+    weightspace inr edit --run RUN --inrs DIR --out DIR2       (INRs edited by a trained editor)
     weightspace train inr-classify --inrs DIR --model np|hnp|mlp|mlp-aug --out RUN [--seed S]
                                    [--epochs E]
+    weightspace train inr-edit --inrs DIR --edit dilate|contrast|erode|sharpen
+                               --model np|hnp|pt|mlp --out RUN [--seed S] [--steps T]
     weightspace evaluate --run RUN --zoo DIR | --inrs DIR     (writes RUN/eval/<DIR name>/)
     weightspace demo [--out DIR] [--networks N] [--epochs E] [--dataset NAME] [--zoo-epochs E]
 
@@ -87,6 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
     inr_show.add_argument("--out", required=True, help="the PNG to write")
     inr_show.add_argument("--n", type=positive_int, default=16, help="how many INRs to show")
     inr_show.set_defaults(handler=_inr_show)
+    inr_edit = inr_commands.add_parser(
+        "edit", help="edit every INR of a folder with a trained `train inr-edit` run"
+    )
+    inr_edit.add_argument("--run", required=True, help="run folder of `weightspace train inr-edit`")
+    inr_edit.add_argument("--inrs", required=True, help="folder written by `weightspace inr fit`")
+    inr_edit.add_argument("--out", required=True, help="INR folder to write (resumed if it exists)")
+    inr_edit.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    inr_edit.set_defaults(handler=_inr_edit)
 
     train = commands.add_parser("train", help="train a model on weights")
     tasks = train.add_subparsers(dest="task", required=True, metavar="TASK")
@@ -173,6 +184,13 @@ def _inr_show(args: argparse.Namespace) -> None:
     images = load_images(data.info["dataset"], limit_train=limit, limit_test=limit)
     path = show_grid(data, images, args.out, n=args.n)
     print(f"written: {path}")
+
+
+def _inr_edit(args: argparse.Namespace) -> None:
+    from weightspace.tasks.inr_editing import edit_inr_folder
+
+    path = edit_inr_folder(args.run, args.inrs, args.out, device=args.device)
+    print(f"edited INRs: {path}")
 
 
 def _flag(name: str) -> str:

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from weightspace.io import atomic_path
 
-__all__ = ["confusion", "curves", "image_pairs", "probe_points", "scatter"]
+__all__ = ["confusion", "curves", "image_blocks", "image_pairs", "probe_points", "scatter"]
 
 
 def _figure(width: float, height: float, dpi: int = 110) -> Any:
@@ -149,6 +149,56 @@ def image_pairs(
             if j < len(names):
                 ax.set_title(names[j], fontsize=7)
             ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path, dpi=100)
+
+
+def image_blocks(
+    blocks: Sequence[tuple[str, Sequence[Tensor]]],
+    row_names: Sequence[str],
+    path: str | os.PathLike[str],
+    *,
+    title: str = "",
+) -> Path:
+    """Blocks of image columns side by side, each titled; row ``r`` of every block shows its
+    ``r``-th tensor, one image per column (e.g. original / target / edited, one block per model).
+
+    Pixels are in ``[-1, 1]`` (clamped), one channel drawn in grey.
+
+    Shapes
+    ------
+    - blocks: ``(name, [(N_b, 1, H, W)] * len(row_names))``
+    """
+    if not blocks:
+        raise ValueError("image_blocks: no blocks to draw")
+    for name, rows in blocks:
+        if len(rows) != len(row_names) or any(t.ndim != 4 for t in rows):
+            raise ValueError(
+                f"image_blocks: block {name!r} needs {len(row_names)} tensors (N, 1, H, W), got "
+                f"{[tuple(t.shape) for t in rows]}"
+            )
+        if len({t.shape[0] for t in rows}) != 1:
+            raise ValueError(f"image_blocks: block {name!r} has rows of different lengths")
+    widths = [rows[0].shape[0] for _, rows in blocks]
+    columns = sum(widths) + len(blocks) - 1  # one empty column between blocks
+    fig = _figure(0.9 * columns + 1.2, 1.0 * len(row_names) + 0.8, dpi=100)
+    grid = fig.add_gridspec(len(row_names), columns)
+    start = 0
+    for (name, rows), n in zip(blocks, widths):
+        for r, images in enumerate(rows):
+            for j in range(n):
+                ax = fig.add_subplot(grid[r, start + j])
+                shown = images[j].detach().float().cpu().clamp(-1, 1)
+                ax.imshow(shown[0].numpy(), cmap="gray", vmin=-1, vmax=1)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if j == 0 and start == 0:
+                    ax.set_ylabel(row_names[r], fontsize=7)
+                if r == 0 and j == 0:
+                    ax.set_title(name, fontsize=8, loc="left")
+        start += n + 1
     if title:
         fig.suptitle(title, fontsize=8)
     fig.tight_layout()

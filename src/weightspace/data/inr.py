@@ -738,6 +738,8 @@ def load_inrs(path: str | os.PathLike[str]) -> InrDataset:
         "weightspace_version": header.get("weightspace_version"),
         "config": header.get("config"),
     }
+    if "edit" in header:  # written by `weightspace inr edit`: which edit, by which run
+        info["edit"] = header["edit"]
     return InrDataset(SIREN_SPEC, features, labels, split, rows, info)
 
 

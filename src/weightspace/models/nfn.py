@@ -295,6 +295,10 @@ class EquivariantNFN(nn.Module):
     channel_dropout:
         Probability of a :class:`~weightspace.nn.ChannelDropout` after each activation between
         NF-Layers (none after the last layer; no module when 0).
+    fourier_features, fourier_scale:
+        Gaussian Fourier features of each input entry
+        (:class:`~weightspace.nn.GaussianFourierFeatures` with ``fourier_features`` frequencies
+        of scale ``fourier_scale``) before the IO encoding; ``None``: the entries as they are.
 
     Shapes
     ------
@@ -312,6 +316,8 @@ class EquivariantNFN(nn.Module):
         io_encoding: IOEncoding | Literal["auto"] | None = "auto",
         activation: ActivationArg = "relu",
         channel_dropout: float = 0.0,
+        fourier_features: int | None = None,
+        fourier_scale: float = 10.0,
     ) -> None:
         super().__init__()
         _check_channel_dropout(channel_dropout, "EquivariantNFN")
@@ -319,7 +325,9 @@ class EquivariantNFN(nn.Module):
             raise ValueError(f"EquivariantNFN: mode must be one of {tuple(_LAYERS)}, got {mode!r}")
         self.spec, self.mode = spec, mode
         self.in_channels, self.out_channels = in_channels, out_channels
-        front, channels = _front_end(spec, mode, in_channels, io_encoding, None, "EquivariantNFN")
+        front, channels = _front_end(
+            spec, mode, in_channels, io_encoding, fourier_features, "EquivariantNFN", fourier_scale
+        )
         widths = [channels, *hidden_channels, out_channels]
         layers = _nf_layers(spec, mode, widths, activation, False, channel_dropout)
         self.layers = nn.Sequential(*front, *layers)

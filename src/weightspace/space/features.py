@@ -180,6 +180,22 @@ class WeightSpaceFeatures:
         """All entries of each network in one vector: ``(B, C * num_params)``."""
         return torch.cat([t.reshape(t.shape[0], -1) for t in self.tensors], dim=1)
 
+    @classmethod
+    def from_flat(cls, flat: Tensor, spec: NetworkSpec, channels: int = 1) -> WeightSpaceFeatures:
+        """Inverse of :meth:`flatten`: ``(B, channels * spec.num_params)`` → features on ``spec``."""
+        size = channels * spec.num_params
+        if not isinstance(flat, Tensor) or flat.ndim != 2 or flat.shape[1] != size:
+            shape = tuple(flat.shape) if isinstance(flat, Tensor) else type(flat).__name__
+            raise ValueError(
+                f"WeightSpaceFeatures.from_flat: got shape {shape}; expected (B, {size}) for "
+                f"{channels} channel(s) on {spec}"
+            )
+        sizes = [channels * t.numel for t in spec.tensors]
+        parts = torch.split(flat, sizes, dim=1)
+        b = flat.shape[0]
+        tensors = [p.reshape(b, channels, *t.shape) for p, t in zip(parts, spec.tensors)]
+        return cls.from_tensors(tensors, spec)
+
     # --------------------------------------------------- to and from modules
     @classmethod
     def from_modules(cls, modules: Sequence[nn.Module]) -> WeightSpaceFeatures:

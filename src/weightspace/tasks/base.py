@@ -190,6 +190,10 @@ class TaskConfig:
             raise ValueError(f"{name}.hidden_channels: an NFN needs at least one layer")
         self.train_config(eval_batch_size=None, progress=False)  # checks the training fields
 
+    def fit_to(self, n_train: int) -> None:
+        """Adjust the training fields to the train split's size before training (the runner
+        calls it; by default nothing changes)."""
+
     def refuse(self, name: str, expected: str) -> None:
         """Raise ``ValueError``: ``Config.name must be <expected>, got <value>``."""
         value = getattr(self, name)

@@ -9,11 +9,14 @@ from __future__ import annotations
 from weightspace.tasks.base import Task
 from weightspace.tasks.generalization import Generalization
 from weightspace.tasks.inr_classification import InrClassification
+from weightspace.tasks.inr_editing import InrEditing
 
 __all__ = ["TASKS", "get", "register"]
 
 #: Task name (``"task"`` in ``RUN/config.json``) → task.
-TASKS: dict[str, type[Task]] = {task.name: task for task in (Generalization, InrClassification)}
+TASKS: dict[str, type[Task]] = {
+    task.name: task for task in (Generalization, InrClassification, InrEditing)
+}
 
 
 def register(task: type[Task]) -> type[Task]:

@@ -205,6 +205,7 @@ def _run(task_cls: type[Task], config: TaskConfig, data: Any, progress: bool) ->
     seed_everything(config.seed)
     model = task.build(data.spec)
     task.prepare(model, parts["train"])
+    config.fit_to(len(parts["train"]))
     result = fit(
         model,
         task.items(parts["train"], train=True),
