@@ -38,6 +38,7 @@ from weightspace.tasks.inr_editing import (
     run_inr_editing,
 )
 from weightspace.tasks.registry import TASKS
+from weightspace.tasks.report import learning_curve
 from weightspace.train.loop import load_checkpoint
 
 from .test_inr_classification import write_siren_folder
@@ -295,3 +296,18 @@ def test_render_mse_agrees_with_and_without_gradients(digits_inrs, monkeypatch) 
     assert math.isclose(
         float(chunked.mean()), float(render_mse(data.features, targets)), rel_tol=1e-5
     )
+
+
+def test_report_gathers_one_block_per_run(runs, tmp_path) -> None:
+    folders = [str(runs[m][0]) for m in EDIT_MODELS]
+    assert main(["report", "--runs", *folders, "--out", str(tmp_path / "report")]) == 0
+    assert (tmp_path / "report" / "edits.png").read_bytes()[:8] == PNG
+    table = (tmp_path / "report" / "learning_curve.md").read_text()
+    for m in EDIT_MODELS:
+        assert f"| {m} | {runs[m][1]['test_mse']:.3f} |" in table
+    (runs["mlp"][0] / "edits.safetensors").rename(tmp_path / "moved.safetensors")
+    try:
+        with pytest.raises(ValueError, match=r"edits\.safetensors' is missing"):
+            learning_curve(folders, tmp_path / "again")
+    finally:
+        (tmp_path / "moved.safetensors").rename(runs["mlp"][0] / "edits.safetensors")

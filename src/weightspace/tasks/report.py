@@ -7,6 +7,9 @@ groups the runs by model, and writes::
     OUT/learning_curve.md    one row per model, one column per training size (mean over seeds)
     OUT/learning_curve.png   the metric against the number of training networks, per model
 
+For INR-editing runs it also writes ``OUT/edits.png``: each run's ``edits.safetensors``
+(original render / target / edited render of its first test INRs) as one column block per run.
+
 ``weightspace report --runs RUN [RUN ...] --out OUT`` calls it.
 """
 
@@ -26,7 +29,11 @@ from weightspace.tasks.runner import METRICS_JSON, read_task, write_csv
 __all__ = ["learning_curve"]
 
 #: The test metric of each task's ``metrics.json``, by the task's name in ``config.json``.
-TEST_METRICS = {"inr-classification": "test_accuracy", "generalization": "kendall_tau"}
+TEST_METRICS = {
+    "inr-classification": "test_accuracy",
+    "generalization": "kendall_tau",
+    "inr-editing": "test_mse",
+}
 
 
 def _read(run: Path) -> dict[str, Any]:
@@ -102,7 +109,30 @@ def learning_curve(
         xlabel="training networks",
         ylabel=metric.replace("_", " "),
     )
+    if rows[0]["task"] == "inr-editing":
+        edit_gallery(rows, out / "edits.png", title=title)
     return rows
+
+
+def edit_gallery(rows: Sequence[dict[str, Any]], path: Path, *, title: str = "") -> Path:
+    """``edits.png`` of INR-editing runs: one block of columns per run, titled with its model,
+    seed and test MSE."""
+    from safetensors.torch import load_file
+
+    from weightspace.tasks.inr_editing import ROW_NAMES, ROWS
+
+    blocks = []
+    for r in rows:
+        file = Path(r["run"]) / "edits.safetensors"
+        if not file.is_file():
+            raise ValueError(f"{str(file)!r} is missing: re-run the INR-editing run to write it")
+        images = load_file(file)
+        missing = [k for k in ROWS if k not in images]
+        if missing:
+            raise ValueError(f"{str(file)!r} lacks the images {missing}")
+        name = f"{r['model']} s{r['seed']}: {r['value']:.4f}"
+        blocks.append((name, [images[k] for k in ROWS]))
+    return viz.image_blocks(blocks, ROW_NAMES, path, title=title or "test MSE per run")
 
 
 def _cell(values: list[float]) -> str:
