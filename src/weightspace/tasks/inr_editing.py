@@ -245,7 +245,7 @@ class InrEditConfig(TaskConfig):
     model: str
     out: str
     edit: str = option(None, "the image edit to learn", choices=EDITS, required=True)
-    steps: int = option(3000, "Adam steps, rounded up to whole epochs", type=base.positive_int)
+    steps: int = option(6000, "Adam steps, rounded up to whole epochs", type=base.positive_int)
     warmup_steps: int = option(
         1000,
         "linear learning-rate warm-up over this many steps",
