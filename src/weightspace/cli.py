@@ -182,6 +182,13 @@ def _inr_show(args: argparse.Namespace) -> None:
     limit = (data.info.get("config") or {}).get("limit")
     # The same limit as the fit: image indices in the rows refer to that subset.
     images = load_images(data.info["dataset"], limit_train=limit, limit_test=limit)
+    edit = data.info.get("edit")
+    if isinstance(edit, dict):  # `inr edit` output: compare with the edited originals
+        from weightspace.data.edits import edit_images
+        from weightspace.data.inr import source_images
+
+        shown = data.subset(list(range(min(args.n, len(data)))))
+        images = edit_images(source_images(shown, images), str(edit.get("edit")))
     path = show_grid(data, images, args.out, n=args.n)
     print(f"written: {path}")
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import weightspace.data.inr as inr_module
 from weightspace.cli import main
 from weightspace.data.edits import edit_images
 from weightspace.data.images import load_images
@@ -185,7 +186,9 @@ def test_inr_edit_resumes_after_a_lost_chunk(runs, digits_inrs, tmp_path) -> Non
     assert all(torch.equal(a, b) for a, b in zip(whole.tensors, again.tensors))
 
 
-def test_edited_folders_are_read_by_show_and_classify(runs, digits_inrs, tmp_path) -> None:
+def test_edited_folders_are_read_by_show_and_classify(
+    runs, digits_inrs, tmp_path, monkeypatch
+) -> None:
     out, _ = runs["pt"]
     folder = tmp_path / "edited"
     assert (
@@ -194,6 +197,13 @@ def test_edited_folders_are_read_by_show_and_classify(runs, digits_inrs, tmp_pat
     )
     assert main(["inr", "show", "--inrs", str(folder), "--out", str(tmp_path / "show.png")]) == 0
     assert (tmp_path / "show.png").read_bytes()[:8] == PNG
+    # `inr show` compares the edited SIRENs with the edited originals, not the plain ones.
+    seen = []
+    monkeypatch.setattr(inr_module, "show_grid", lambda data, images, path, n: seen.append(images))
+    main(["inr", "show", "--inrs", str(folder), "--out", str(tmp_path / "x.png"), "--n", "4"])
+    images = load_images("digits", limit_train=20, limit_test=20)
+    first = load_inrs(digits_inrs).subset([0, 1, 2, 3])
+    assert torch.equal(seen[0], edit_images(source_images(first, images), "dilate"))
     run = tmp_path / "cls"
     code = main(
         ["train", "inr-classify", "--inrs", str(folder), "--model", "mlp", "--out", str(run)]
