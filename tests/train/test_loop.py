@@ -1,3 +1,4 @@
+import itertools
 import json
 import math
 import os
@@ -13,6 +14,7 @@ import torch
 from torch import nn
 
 from weightspace.train import FitResult, TrainConfig, fit, load_checkpoint, predict
+from weightspace.train.loop import lr_scale
 
 
 def make_data(n: int = 48, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -484,6 +486,35 @@ def test_warmup_ramps_each_groups_own_learning_rate(tmp_path):
     result = _warmup_fit(tmp_path, "cold", seen)
     assert seen == [[0.1, 0.02]] * 12
     assert [row["lr"] for row in result.history] == [0.1] * 3
+
+
+def test_cosine_decay_follows_the_warmup_down_to_near_zero(tmp_path):
+    seen: list[list[float]] = []
+    _warmup_fit(tmp_path, "cos", seen, warmup_steps=4, lr_decay="cosine")  # 12 steps in all
+    ramp = [(s + 1) / 4 for s in range(4)]
+    ramp += [0.5 * (1 + math.cos(math.pi * (s - 4) / 8)) for s in range(4, 12)]
+    assert [pytest.approx(row) for row in seen] == [[0.1 * r, 0.02 * r] for r in ramp]
+    assert seen[4] == pytest.approx([0.1, 0.02]) and 0 < seen[-1][0] < 0.01
+    assert all(a[0] > b[0] for a, b in itertools.pairwise(seen[4:]))  # down after the warm-up
+    assert lr_scale(0, 12, 0, "cosine") == 1.0 and lr_scale(5, 12, 0, "none") == 1.0
+    saved = json.loads((tmp_path / "cos" / "config.json").read_text())["train"]
+    assert saved["lr_decay"] == "cosine"
+    # A resumed run keeps the schedule: interrupted in epoch 2, it ends where one pass ends.
+    calls = []
+
+    def dies_in_epoch_2(out, y):
+        calls.append(1)
+        if len(calls) == 6:
+            raise _Interrupt
+        return mse(out, y)
+
+    with pytest.raises(_Interrupt):
+        _warmup_fit(tmp_path, "cos2", [], dies_in_epoch_2, warmup_steps=4, lr_decay="cosine")
+    resumed: list[list[float]] = []
+    _warmup_fit(tmp_path, "cos2", resumed, warmup_steps=4, lr_decay="cosine")
+    assert [pytest.approx(row) for row in resumed] == seen[4:]
+    with pytest.raises(ValueError, match=r"lr_decay must be one of \('none', 'cosine'\)"):
+        TrainConfig(lr_decay="linear")
 
 
 class _Interrupt(Exception):

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from weightspace.space.spec import NetworkSpec
-from weightspace.train.loop import Objective, TrainConfig
+from weightspace.train.loop import LR_DECAYS, Objective, TrainConfig
 
 __all__ = [
     "Items",
@@ -128,10 +128,11 @@ class TaskConfig:
     ----------
     seed:
         Seeds weight initialisation, training order and augmentation.
-    epochs, batch_size, lr, weight_decay, patience, warmup_steps:
+    epochs, batch_size, lr, weight_decay, patience, warmup_steps, lr_decay:
         Training (Adam). ``patience`` stops after that many epochs without a better validation
         metric (``None``: never); ``warmup_steps`` ramps the learning rate up linearly over the
-        first optimiser steps (:class:`~weightspace.train.TrainConfig`).
+        first optimiser steps, and ``lr_decay`` (``"none"`` or ``"cosine"``) shapes it after
+        them (:class:`~weightspace.train.TrainConfig`).
     device:
         ``"auto"``, ``"cpu"``, ``"cuda"``, …; may change when a run is resumed.
     train_limit:
@@ -146,7 +147,7 @@ class TaskConfig:
     nfn_models: ClassVar[tuple[str, ...]] = ()
     #: Fields added after runs were first written: :meth:`settings` holds them only when they
     #: differ from their default, so run folders written before they existed still resume.
-    added_fields: ClassVar[tuple[str, ...]] = ("warmup_steps", "train_limit")
+    added_fields: ClassVar[tuple[str, ...]] = ("warmup_steps", "train_limit", "lr_decay")
 
     seed: int = option(0, "seeds initialisation, training order and augmentation", type=int)
     epochs: int = option(10, "passes over the training split", type=positive_int)
@@ -166,6 +167,9 @@ class TaskConfig:
     )
     warmup_steps: int = option(
         0, "linear learning-rate warm-up over this many steps", type=nonnegative_int
+    )
+    lr_decay: str = option(
+        "none", "learning-rate schedule after the warm-up: none or cosine", choices=LR_DECAYS
     )
 
     def __post_init__(self) -> None:
@@ -210,6 +214,7 @@ class TaskConfig:
             device=self.device,
             patience=self.patience,
             warmup_steps=self.warmup_steps,
+            lr_decay=self.lr_decay,
             eval_batch_size=eval_batch_size,
             progress=progress,
         )

@@ -53,7 +53,7 @@ from weightspace.tasks import base, runner
 from weightspace.tasks.base import Items, Task, TaskConfig, option
 from weightspace.tasks.sources import INR_SOURCES, load_any_inrs
 from weightspace.train import distributed
-from weightspace.train.loop import Supervised, predict, resolve_device
+from weightspace.train.loop import LR_DECAYS, Supervised, predict, resolve_device
 
 __all__ = ["EDIT_MODELS", "EditSet", "InrEditConfig", "InrEditing", "build_editor"]
 __all__ += ["edit_inr_folder", "load_edit_set", "render_mse", "run_inr_editing"]
@@ -233,7 +233,7 @@ class InrEditConfig(TaskConfig):
     :data:`EDIT_MODELS`; ``out``: the run folder; ``edit``: one of
     :data:`~weightspace.data.edits.EDITS`. ``steps``: Adam steps, rounded up to whole epochs
     of the train split (``epochs`` is derived from it, see :meth:`fit_to`); ``warmup_steps``:
-    the linear warm-up. ``hidden_channels``: the NF-Layers' widths (one more layer maps to the
+    the linear warm-up; ``lr_decay``: cosine decay after it by default (RESULTS.md measures it). ``hidden_channels``: the NF-Layers' widths (one more layer maps to the
     delta); ``mlp_hidden``: the MLP's; ``fourier_features`` / ``fourier_scale``: Gaussian
     Fourier features of each standardised weight (NFNs); ``gamma_init``: γ's initial value.
     """
@@ -251,6 +251,12 @@ class InrEditConfig(TaskConfig):
         "linear learning-rate warm-up over this many steps",
         kw_only=True,
         type=base.nonnegative_int,
+    )
+    lr_decay: str = option(
+        "cosine",
+        "learning-rate schedule after the warm-up: none or cosine",
+        kw_only=True,
+        choices=LR_DECAYS,
     )
     hidden_channels: tuple[int, ...] = option(
         (64, 64, 64), "NF-Layer channels before the output layer (NFNs)", type=base.int_tuple
@@ -336,7 +342,8 @@ class InrEditing(Task):
     config_class = InrEditConfig
     data_field, noun, unit = "inrs", "INRs", "INRs"
     data_help = "INR folder written by `weightspace inr fit`"
-    cli_fields = ("edit", "seed", "steps", "batch_size", "lr", "warmup_steps", "patience")
+    cli_fields = ("edit", "seed", "steps", "batch_size", "lr", "warmup_steps", "lr_decay")
+    cli_fields += ("patience",)
     cli_fields += ("hidden_channels", "mlp_hidden", "fourier_features", "fourier_scale")
     cli_fields += ("gamma_init", "train_limit", "source", "device")
     metric: ClassVar[str] = "mse"

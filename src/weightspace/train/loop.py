@@ -54,6 +54,7 @@ from weightspace.space.features import WeightSpaceFeatures, collate
 from weightspace.train import distributed
 
 __all__ = [
+    "LR_DECAYS",
     "FitResult",
     "Objective",
     "Supervised",
@@ -61,6 +62,7 @@ __all__ = [
     "collate_outputs",
     "fit",
     "load_checkpoint",
+    "lr_scale",
     "predict",
     "resolve_device",
     "seed_everything",
@@ -74,7 +76,9 @@ RUNTIME_FIELDS: tuple[str, ...] = ("device", "num_workers", "eval_batch_size", "
 #: TrainConfig fields added after runs were first written: config.json holds them only when they
 #: differ from their default, so a run folder written before they existed resumes, and a run at
 #: the default writes the same config.json as before.
-ADDED_FIELDS: tuple[str, ...] = ("warmup_steps",)
+ADDED_FIELDS: tuple[str, ...] = ("warmup_steps", "lr_decay")
+#: Learning-rate schedules after the warm-up (:attr:`TrainConfig.lr_decay`).
+LR_DECAYS: tuple[str, ...] = ("none", "cosine")
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -129,6 +133,10 @@ class TrainConfig:
         ``base_lr * (s + 1) / warmup_steps``, then ``base_lr``, where ``base_lr`` is the group's
         learning rate as the optimiser was created (``lr``, or a task optimiser's own). ``0``
         leaves the learning rate alone.
+    lr_decay:
+        ``"none"`` (constant after the warm-up) or ``"cosine"``: after the warm-up the rate
+        follows ``base_lr * (1 + cos(π t)) / 2`` with ``t = (s - warmup_steps) / (S -
+        warmup_steps)``, ``S`` the steps of all ``epochs``: from ``base_lr`` down to near 0.
     """
 
     epochs: int = 10
@@ -142,6 +150,7 @@ class TrainConfig:
     eval_batch_size: int | None = None
     progress: bool = True
     warmup_steps: int = 0
+    lr_decay: str = "none"
 
     def __post_init__(self) -> None:
         def check(name: str, ok: bool, expected: str) -> None:
@@ -175,7 +184,19 @@ class TrainConfig:
             "None or a positive int",
         )
         check("warmup_steps", is_int(self.warmup_steps) and self.warmup_steps >= 0, "an int >= 0")
+        check("lr_decay", self.lr_decay in LR_DECAYS, f"one of {LR_DECAYS}")
         resolve_device(self.device, check_available=False)
+
+
+def lr_scale(step: int, total: int, warmup: int, decay: str) -> float:
+    """The factor on the base learning rate at optimiser step ``step`` (0-based) of ``total``:
+    the linear warm-up over ``warmup`` steps, then ``decay`` (see :class:`TrainConfig`)."""
+    if step < warmup:
+        return (step + 1) / warmup
+    if decay == "none" or total <= warmup:
+        return 1.0
+    t = min(1.0, (step - warmup) / (total - warmup))
+    return 0.5 * (1.0 + math.cos(math.pi * t))
 
 
 @dataclass
@@ -808,10 +829,14 @@ def fit(
                         "lower the learning rate or check the data for NaN/inf"
                     )
                 loss.backward()
-                if config.warmup_steps:
+                if config.warmup_steps or config.lr_decay != "none":
                     # One checkpoint per epoch, so (epoch, batch) gives the global step on resume.
-                    done = (epoch - 1) * len(train_loader) + step + 1
-                    scale = min(1.0, done / config.warmup_steps)
+                    scale = lr_scale(
+                        (epoch - 1) * len(train_loader) + step,
+                        config.epochs * len(train_loader),
+                        config.warmup_steps,
+                        config.lr_decay,
+                    )
                     for group, base in zip(opt.param_groups, base_lrs):
                         group["lr"] = base * scale
                 opt.step()
