@@ -37,6 +37,7 @@ from weightspace.data.inr import (
     INR_FILE,
     INR_FORMAT,
     INR_STORE,
+    OMEGA_0,
     InrDataset,
     load_inrs,
     psnr,
@@ -51,6 +52,7 @@ from weightspace.space.features import WeightSpaceFeatures
 from weightspace.space.spec import NetworkSpec
 from weightspace.tasks import base, runner
 from weightspace.tasks.base import Items, Task, TaskConfig, option
+from weightspace.tasks.inputs import AugmentedLoss, SymmetryAugmentation
 from weightspace.tasks.sources import INR_SOURCES, load_any_inrs
 from weightspace.train import distributed
 from weightspace.train.loop import LR_DECAYS, Supervised, predict, resolve_device
@@ -235,11 +237,14 @@ class InrEditConfig(TaskConfig):
     of the train split (``epochs`` is derived from it, see :meth:`fit_to`); ``warmup_steps``:
     the linear warm-up; ``lr_decay``: cosine decay after it by default (RESULTS.md measures it). ``hidden_channels``: the NF-Layers' widths (one more layer maps to the
     delta); ``mlp_hidden``: the MLP's; ``fourier_features`` / ``fourier_scale``: Gaussian
-    Fourier features of each standardised weight (NFNs); ``gamma_init``: γ's initial value.
+    Fourier features of each standardised weight (NFNs); ``gamma_init``: γ's initial value;
+    ``sign_flips`` / ``half_periods``: train on random same-function copies of each SIREN (the
+    target image is unchanged).
     """
 
     models = EDIT_MODELS
     nfn_models = ("np", "hnp", "pt")
+    added_fields = TaskConfig.added_fields + ("sign_flips", "half_periods")
 
     inrs: str
     model: str
@@ -269,6 +274,12 @@ class InrEditConfig(TaskConfig):
     )
     fourier_scale: float = option(3.0, "frequency scale of the Fourier features", type=float)
     gamma_init: float = option(0.01, "initial γ of every tensor", type=float)
+    sign_flips: bool = option(
+        False, "random hidden-neuron sign flips in training (exact for SIRENs)"
+    )
+    half_periods: bool = option(
+        False, "random half-period shifts of the sine neurons in training (exact for SIRENs)"
+    )
     source: str = option("auto", "which kind of INR folder --inrs is", choices=INR_SOURCES)
 
     def __post_init__(self) -> None:
@@ -345,7 +356,7 @@ class InrEditing(Task):
     cli_fields = ("edit", "seed", "steps", "batch_size", "lr", "warmup_steps", "lr_decay")
     cli_fields += ("patience",)
     cli_fields += ("hidden_channels", "mlp_hidden", "fourier_features", "fourier_scale")
-    cli_fields += ("gamma_init", "train_limit", "source", "device")
+    cli_fields += ("gamma_init", "sign_flips", "half_periods", "train_limit", "source", "device")
     metric: ClassVar[str] = "mse"
     higher_is_better: ClassVar[bool] = False
     required = ("edit", "image_size", "hidden_channels", "mlp_hidden")
@@ -405,7 +416,14 @@ class InrEditing(Task):
         model.set_statistics(train.inrs.features)  # type: ignore[operator]
 
     def objective(self) -> Supervised:
-        return Supervised(render_mse)
+        s = self.settings
+        flips, shifts = bool(s.get("sign_flips")), bool(s.get("half_periods"))
+        if not (flips or shifts):
+            return Supervised(render_mse)
+        # Another SIREN of the same function draws the same image: the target stays.
+        spec = NetworkSpec.from_dict(s["spec"])
+        augment = SymmetryAugmentation(spec, signs=flips, half_periods=shifts, omega0=OMEGA_0)
+        return AugmentedLoss(render_mse, [augment])
 
     def metric_fn(self, outputs: WeightSpaceFeatures, targets: Tensor) -> float:
         with torch.no_grad():
