@@ -29,6 +29,7 @@ from weightspace.data.inr import (
 from weightspace.space.features import WeightSpaceFeatures
 from weightspace.space.spec import NetworkSpec
 from weightspace.tasks import runner
+from weightspace.tasks.inputs import AugmentedLoss, SymmetryAugmentation
 from weightspace.tasks.inr_editing import (
     EDIT_MODELS,
     InrEditConfig,
@@ -40,7 +41,7 @@ from weightspace.tasks.inr_editing import (
 )
 from weightspace.tasks.registry import TASKS
 from weightspace.tasks.report import learning_curve
-from weightspace.train.loop import load_checkpoint
+from weightspace.train.loop import Supervised, load_checkpoint
 
 from .test_inr_classification import write_siren_folder
 
@@ -321,3 +322,31 @@ def test_report_gathers_one_block_per_run(runs, tmp_path) -> None:
             learning_curve(folders, tmp_path / "again")
     finally:
         (tmp_path / "moved.safetensors").rename(runs["mlp"][0] / "edits.safetensors")
+
+
+def test_symmetry_augmentation_keeps_the_target_and_the_drawn_image(digits_inrs) -> None:
+    data = load_edit_set(digits_inrs, "dilate").part("train")
+    settings = {"model": "hnp", "edit": "dilate", "sign_flips": True, "half_periods": True}
+    settings["spec"] = data.spec.to_dict()
+    objective = InrEditing(settings).objective()
+    assert isinstance(objective, AugmentedLoss)
+    assert isinstance(
+        InrEditing({**settings, "sign_flips": False, "half_periods": False}).objective(), Supervised
+    )
+    # γ = 0: the edit is the identity, so the loss is what the (augmented) input SIRENs draw.
+    editor = InrEditing({**settings, "hidden_channels": (4,), "mlp_hidden": (4,)}).build(data.spec)
+    with torch.no_grad():
+        editor.gamma.zero_()
+    batch = (data.inrs.features.to(torch.float64), data.targets.double())
+    editor.double().train()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        augmented, _ = objective(editor, batch, 1)
+        plain = render_mse(*batch)
+    assert float(augmented) == pytest.approx(float(plain), rel=1e-9)
+    # Control: shifting by half a period of the wrong frequency changes what the SIRENs draw.
+    wrong = SymmetryAugmentation(data.spec, signs=False, half_periods=True, omega0=1.0)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        broken, _ = AugmentedLoss(render_mse, [wrong])(editor, batch, 1)
+    assert abs(float(broken) - float(plain)) > 1e-3
