@@ -161,9 +161,11 @@ def image_blocks(
     path: str | os.PathLike[str],
     *,
     title: str = "",
+    per_row: int = 2,
 ) -> Path:
-    """Blocks of image columns side by side, each titled; row ``r`` of every block shows its
-    ``r``-th tensor, one image per column (e.g. original / target / edited, one block per model).
+    """Blocks of image columns, each titled, ``per_row`` blocks side by side; row ``r`` of every
+    block shows its ``r``-th tensor, one image per column (e.g. original / target / edited, one
+    block per model).
 
     Pixels are in ``[-1, 1]`` (clamped), one channel drawn in grey.
 
@@ -181,24 +183,26 @@ def image_blocks(
             )
         if len({t.shape[0] for t in rows}) != 1:
             raise ValueError(f"image_blocks: block {name!r} has rows of different lengths")
-    widths = [rows[0].shape[0] for _, rows in blocks]
-    columns = sum(widths) + len(blocks) - 1  # one empty column between blocks
-    fig = _figure(0.9 * columns + 1.2, 1.0 * len(row_names) + 0.8, dpi=100)
-    grid = fig.add_gridspec(len(row_names), columns)
-    start = 0
-    for (name, rows), n in zip(blocks, widths):
+    width = max(rows[0].shape[0] for _, rows in blocks)
+    across = min(per_row, len(blocks))
+    down = math.ceil(len(blocks) / across)
+    columns = across * width + across - 1  # one empty column between blocks
+    lines = down * len(row_names)
+    fig = _figure(0.9 * columns + 1.2, 1.0 * lines + 0.8, dpi=100)
+    grid = fig.add_gridspec(lines, columns)
+    for b, (name, rows) in enumerate(blocks):
+        top, left = (b // across) * len(row_names), (b % across) * (width + 1)
         for r, images in enumerate(rows):
-            for j in range(n):
-                ax = fig.add_subplot(grid[r, start + j])
+            for j in range(images.shape[0]):
+                ax = fig.add_subplot(grid[top + r, left + j])
                 shown = images[j].detach().float().cpu().clamp(-1, 1)
                 ax.imshow(shown[0].numpy(), cmap="gray", vmin=-1, vmax=1)
                 ax.set_xticks([])
                 ax.set_yticks([])
-                if j == 0 and start == 0:
+                if j == 0 and left == 0:
                     ax.set_ylabel(row_names[r], fontsize=7)
                 if r == 0 and j == 0:
                     ax.set_title(name, fontsize=8, loc="left")
-        start += n + 1
     if title:
         fig.suptitle(title, fontsize=8)
     fig.tight_layout()
