@@ -18,10 +18,8 @@ from weightspace import WeightSpaceFeatures
 from weightspace.data.container import SPLITS
 from weightspace.data.inr import (
     SIREN_SPEC,
-    InrConfig,
     InrDataset,
     Sine,
-    fit_inrs,
     init_sirens,
     load_inrs,
     render,
@@ -57,14 +55,6 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 def tiny(model: str, inrs, out, **overrides) -> InrClassifyConfig:
     return InrClassifyConfig(inrs=str(inrs), model=model, out=str(out), **{**TINY, **overrides})
-
-
-@pytest.fixture(scope="module")
-def digits_inrs(tmp_path_factory) -> Path:
-    """20 train (2 of them validation) and 20 test digits, one rough SIREN each."""
-    out = tmp_path_factory.mktemp("inrs") / "digits"
-    config = InrConfig(dataset="digits", out=str(out), limit=20, steps=20, chunk_size=16)
-    return fit_inrs(config, progress=False)
 
 
 @pytest.fixture(scope="module")

@@ -58,14 +58,6 @@ def tiny(model: str, inrs, out, edit: str = "dilate", **overrides) -> InrEditCon
 
 
 @pytest.fixture(scope="module")
-def digits_inrs(tmp_path_factory) -> Path:
-    """20 train (2 of them validation) and 20 test digits, one rough SIREN each."""
-    out = tmp_path_factory.mktemp("inrs") / "digits"
-    config = InrConfig(dataset="digits", out=str(out), limit=20, steps=20, chunk_size=16)
-    return fit_inrs(config, progress=False)
-
-
-@pytest.fixture(scope="module")
 def runs(digits_inrs, tmp_path_factory) -> dict[str, tuple[Path, dict]]:
     root = tmp_path_factory.mktemp("runs")
     return {

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from weightspace import viz
+from weightspace.data.container import SPLITS
 from weightspace.data.edits import EDITS, check_edit, edit_images
 from weightspace.data.inr import (
     INR_FILE,
@@ -127,15 +128,11 @@ class EditSet:
         )
 
     def part(self, name: str) -> EditSet:
-        return self.subset(self.inrs.split == _split_code(self.inrs, name))
-
-
-def _split_code(inrs: InrDataset, name: str) -> int:
-    from weightspace.data.container import SPLITS
-
-    if name not in SPLITS:
-        raise ValueError(f"EditSet.part: unknown split {name!r}; expected one of {tuple(SPLITS)}")
-    return SPLITS[name]
+        if name not in SPLITS:
+            raise ValueError(
+                f"EditSet.part: unknown split {name!r}; expected one of {tuple(SPLITS)}"
+            )
+        return self.subset(self.inrs.split == SPLITS[name])
 
 
 def _source_images_of(inrs: InrDataset, where: str) -> Tensor:
@@ -434,7 +431,8 @@ class InrEditing(Task):
     ) -> dict[str, Any]:
         """Test MSE of the edited INRs, and of the unedited ones (``identity_mse``)."""
         start = time.perf_counter()
-        edited, targets = predict(model, self.items(test, train=False), batch_size=256)
+        items = self.items(test, train=False)
+        edited, targets = predict(model, items, batch_size=self.eval_batch_size)
         elapsed = time.perf_counter() - start
         edited, targets = edited.to("cpu"), targets.to("cpu")
         with torch.no_grad():
