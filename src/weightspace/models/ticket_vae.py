@@ -1,0 +1,412 @@
+"""A conditional VAE in weight space that predicts winning-ticket masks from an initialisation.
+
+The paper's fourth experiment (``shared/PAPER.md`` §4): given a freshly initialised MLP, predict
+the sparse mask that iterative magnitude pruning would find after a full training run.
+
+- The encoder ``q(z | init, mask)`` is an :class:`~weightspace.models.EquivariantNFN` on the two
+  channels ``(init, mask)``; its ``2·latent_channels`` output channels are the mean and the
+  log-variance of ``z``, itself weight-space features with ``latent_channels`` channels.
+- The decoder ``p(mask | init, z)`` is an :class:`~weightspace.models.EquivariantNFN` on
+  ``(init, z)``, with one Bernoulli logit per entry; the biases' logits exist (the layers make
+  them) but are ignored, since biases are always kept.
+- Prediction samples ``z`` from the prior ``N(0, I)``, decodes it and keeps the top
+  ``1 - sparsity`` of all weight logits of a network (:func:`top_k_mask`, global over layers
+  like global magnitude pruning).
+
+Both stacks are equivariant to the group of their mode (HNP, NP up to the IO encoding, or every
+row and column permutation of each tensor for ``"pt"``): permuting the hidden neurons of the
+init permutes the predicted mask the same way. The init is standardised per tensor by scalars
+measured on the training inits (:meth:`MaskVAE.set_statistics`), which commutes with all of
+these permutations.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal, overload
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from weightspace.models.nfn import EquivariantNFN, IOEncoding
+from weightspace.models.standardize import Standardized
+from weightspace.space.features import WeightSpaceFeatures, check_features
+from weightspace.space.spec import Mode, NetworkSpec
+
+__all__ = ["MaskVAE", "check_mask", "mask_elbo", "mask_iou", "top_k_mask"]
+
+
+def _check_positive_int(value: object, name: str, who: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{who}: {name} must be a positive integer, got {value!r}")
+    return value
+
+
+def _check_finite(x: WeightSpaceFeatures, what: str, who: str) -> None:
+    """Name the first tensor of ``x`` that holds NaN or inf."""
+    for t, name in zip(x.tensors, _names(x)):
+        if not torch.isfinite(t).all():
+            raise ValueError(f"{who}: {what} {name} holds NaN or inf entries; expected finite")
+
+
+def _names(x: WeightSpaceFeatures) -> list[str]:
+    return [f"W{i + 1}" for i in range(x.num_layers)] + [f"b{i + 1}" for i in range(x.num_layers)]
+
+
+def check_mask(mask: object, spec: NetworkSpec, who: str) -> WeightSpaceFeatures:
+    """Check that ``mask`` is 1-channel features on ``spec`` holding only 0 and 1.
+
+    Returns ``mask``; the ValueError names the first tensor with another value.
+    """
+    mask = check_features(mask, spec, 1, f"{who}: mask")
+    for t, name in zip(mask.tensors, _names(mask)):
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise ValueError(f"{who}: mask {name} holds NaN or inf; expected only 0 and 1")
+        if not ((t == 0) | (t == 1)).all():
+            bad = t[(t != 0) & (t != 1)].flatten()[0].item()
+            raise ValueError(f"{who}: mask {name} is not binary (holds {bad!r}); expected 0 or 1")
+    return mask
+
+
+def _split_channels(x: WeightSpaceFeatures, at: int) -> tuple[WeightSpaceFeatures, ...]:
+    return x.map(lambda t: t[:, :at]), x.map(lambda t: t[:, at:])
+
+
+class MaskVAE(nn.Module):
+    """Conditional VAE of NF-Layers: ``q(z | init, mask)`` and ``p(mask | init, z)``.
+
+    Parameters
+    ----------
+    spec:
+        The weight space of the networks (dense MLPs in the paper's setting).
+    mode:
+        ``"np"`` (:class:`~weightspace.nn.NPLinear`, with a sinusoidal IO encoding by default:
+        NFN_NP), ``"hnp"`` (:class:`~weightspace.nn.HNPLinear`: NFN_HNP) or ``"pt"``
+        (:class:`~weightspace.nn.PointwiseLinear` only: the paper's NFN_PT baseline).
+    hidden_channels:
+        Widths of the NF-Layers before the last one of each stack; each stack has
+        ``len(hidden_channels) + 1`` layers (the default: 4, as in the paper, which used 64
+        channels).
+    latent_channels:
+        Channels of ``z`` (5 in the paper).
+    io_encoding:
+        Passed to both :class:`~weightspace.models.EquivariantNFN` stacks; ``"auto"`` is
+        sinusoidal under NP and none otherwise.
+    prior_seed:
+        Seed of the prior sample used by ``model(init)`` in eval mode, so that predictions are
+        deterministic.
+
+    Attributes
+    ----------
+    encoder, decoder:
+        The two :class:`~weightspace.models.EquivariantNFN` stacks.
+    standardize:
+        A :class:`~weightspace.models.Standardized` identity whose ``shift``/``scale`` buffers
+        standardise the init per tensor; the identity until :meth:`set_statistics`.
+
+    Shapes
+    ------
+    - init, mask: :class:`WeightSpaceFeatures` on ``spec`` with 1 channel, ``B`` networks
+    - mean, logvar, z: on ``spec`` with ``latent_channels`` channels
+    - logits: on ``spec`` with 1 channel
+
+    Examples
+    --------
+    >>> from weightspace import NetworkSpec
+    >>> from weightspace.testing import random_features
+    >>> spec = NetworkSpec((5, 4, 3, 2))
+    >>> vae = MaskVAE(spec, "hnp", hidden_channels=(8, 8)).eval()
+    >>> init = random_features(spec, 2, dtype=torch.float32)
+    >>> top_k_mask(vae(init), 0.9).weights[0].shape
+    torch.Size([2, 1, 4, 5])
+    """
+
+    def __init__(
+        self,
+        spec: NetworkSpec,
+        mode: Mode | Literal["pt"] = "hnp",
+        hidden_channels: Sequence[int] = (32, 32, 32),
+        latent_channels: int = 5,
+        io_encoding: IOEncoding | Literal["auto"] | None = "auto",
+        prior_seed: int = 0,
+    ) -> None:
+        super().__init__()
+        who = type(self).__name__
+        _check_positive_int(latent_channels, "latent_channels", who)
+        if isinstance(hidden_channels, str | int) or not isinstance(hidden_channels, Sequence):
+            raise ValueError(
+                f"{who}: hidden_channels must be a sequence of positive integers, got "
+                f"{hidden_channels!r}"
+            )
+        if not hidden_channels:
+            raise ValueError(f"{who}: hidden_channels needs at least one width, got ()")
+        for c in hidden_channels:
+            _check_positive_int(c, "every entry of hidden_channels", who)
+        if isinstance(prior_seed, bool) or not isinstance(prior_seed, int):
+            raise ValueError(f"{who}: prior_seed must be an integer, got {prior_seed!r}")
+        self.spec, self.mode = spec, mode
+        self.hidden_channels = tuple(hidden_channels)
+        self.latent_channels, self.prior_seed = latent_channels, prior_seed
+        self.standardize = Standardized(nn.Identity(), spec)
+        self.encoder = EquivariantNFN(
+            spec, mode, hidden_channels, 2, 2 * latent_channels, io_encoding=io_encoding
+        )
+        self.decoder = EquivariantNFN(
+            spec, mode, hidden_channels, 1 + latent_channels, 1, io_encoding=io_encoding
+        )
+
+    # ----------------------------------------------------------------- inputs
+    def set_statistics(self, features: WeightSpaceFeatures) -> None:
+        """Measure each tensor's mean and std of the init on ``features`` (the training inits)."""
+        _check_finite(features, "init", f"{type(self).__name__}.set_statistics")
+        self.standardize.set_statistics(features)
+
+    def _init(self, init: object, who: str) -> WeightSpaceFeatures:
+        init = check_features(init, self.spec, 1, f"{who}: init")
+        _check_finite(init, "init", who)
+        return self.standardize(init)
+
+    # ------------------------------------------------------------------ parts
+    def encode(
+        self, init: WeightSpaceFeatures, mask: WeightSpaceFeatures
+    ) -> tuple[WeightSpaceFeatures, WeightSpaceFeatures]:
+        """The posterior ``q(z | init, mask)``: its mean and log-variance.
+
+        The mask's biases are read as 1 whatever they hold (biases are always kept).
+        """
+        who = f"{type(self).__name__}.encode"
+        x = self._init(init, who)
+        mask = check_mask(mask, self.spec, who)
+        kept = WeightSpaceFeatures(
+            [w.to(x.dtype) for w in mask.weights], [torch.ones_like(b) for b in x.biases]
+        )
+        out = self.encoder(x.cat_channels(kept))
+        mean, logvar = _split_channels(out, self.latent_channels)
+        return mean, logvar
+
+    def decode(self, init: WeightSpaceFeatures, z: WeightSpaceFeatures) -> WeightSpaceFeatures:
+        """``p(mask | init, z)``: one Bernoulli logit per entry (1 channel)."""
+        who = f"{type(self).__name__}.decode"
+        x = self._init(init, who)
+        z = check_features(z, self.spec, self.latent_channels, f"{who}: z")
+        return self.decoder(x.cat_channels(z.to(x.dtype)))
+
+    def prior(
+        self, init: WeightSpaceFeatures, generator: torch.Generator | None = None
+    ) -> WeightSpaceFeatures:
+        """``z ~ N(0, I)`` for every network of ``init``, drawn on ``generator``'s device (the
+        global RNG when ``None``) and moved to the init's device."""
+        b, c = init.batch_size, self.latent_channels
+        device = generator.device if generator is not None else init.device
+        tensors = [
+            torch.randn(b, c, *t.shape, generator=generator, device=device, dtype=init.dtype)
+            for t in self.spec.tensors
+        ]
+        return WeightSpaceFeatures.from_tensors(tensors, self.spec).to(init.device)
+
+    def sample(
+        self, init: WeightSpaceFeatures, generator: torch.Generator | None = None
+    ) -> WeightSpaceFeatures:
+        """Logits decoded from a prior sample of ``z``, one independent draw per network."""
+        check_features(init, self.spec, 1, f"{type(self).__name__}.sample: init")
+        return self.decode(init, self.prior(init, generator))
+
+    def _eval_prior(self, init: WeightSpaceFeatures) -> WeightSpaceFeatures:
+        # One draw, on the CPU, shared by every network: a network's prediction does not depend
+        # on its batch or its place in it, nor on the device.
+        check_features(init, self.spec, 1, f"{type(self).__name__}: init")
+        gen = torch.Generator().manual_seed(self.prior_seed)
+        one = self.prior(init[0].to("cpu"), gen)
+        b = init.batch_size
+        return one.map(lambda t: t.expand(b, *t.shape[1:])).to(init.device)
+
+    # ---------------------------------------------------------------- forward
+    @overload
+    def forward(self, init: WeightSpaceFeatures, mask: None = None) -> WeightSpaceFeatures: ...
+
+    @overload
+    def forward(
+        self, init: WeightSpaceFeatures, mask: WeightSpaceFeatures
+    ) -> tuple[WeightSpaceFeatures, WeightSpaceFeatures, WeightSpaceFeatures]: ...
+
+    def forward(
+        self, init: WeightSpaceFeatures, mask: WeightSpaceFeatures | None = None
+    ) -> WeightSpaceFeatures | tuple[WeightSpaceFeatures, WeightSpaceFeatures, WeightSpaceFeatures]:
+        """With a mask (training): ``(logits, mean, logvar)``, decoded from the reparameterised
+        posterior sample ``z = mean + exp(logvar / 2) · ε`` (``ε`` from the global RNG).
+
+        Without one (prediction): the logits decoded from a prior sample. In train mode each
+        network gets its own draw from the global RNG; in eval mode every call uses one draw from
+        a generator seeded with ``prior_seed``, shared by all networks, so predictions are
+        deterministic and independent of batching.
+        """
+        if mask is None:
+            z = self._eval_prior(init) if not self.training else self.prior(init)
+            return self.decode(init, z)
+        mean, logvar = self.encode(init, mask)
+        z = mean + (0.5 * logvar).exp() * mean.map(torch.randn_like)
+        return self.decode(init, z), mean, logvar
+
+    def extra_repr(self) -> str:
+        return (
+            f"spec={self.spec}, mode={self.mode!r}, hidden_channels={self.hidden_channels}, "
+            f"latent_channels={self.latent_channels}, prior_seed={self.prior_seed}"
+        )
+
+
+# --------------------------------------------------------------------- loss
+def mask_elbo(
+    logits: WeightSpaceFeatures,
+    mask: WeightSpaceFeatures,
+    mean: WeightSpaceFeatures,
+    logvar: WeightSpaceFeatures,
+    kl_weight: float = 1.0,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The negative ELBO per weight entry: ``loss = bce + kl_weight · kl``.
+
+    - ``bce``: binary cross-entropy of the logits against the mask over the **weight entries
+      only** (biases are always kept, their logits are ignored), averaged over entries and
+      networks. Plain BCE, without a ``pos_weight``, although masks are ~5 % ones: it is the
+      Bernoulli log-likelihood of the ELBO, and prediction keeps the top-k logits, which only
+      needs their order, not a calibrated threshold.
+    - ``kl``: ``KL(q(z | init, mask) || N(0, I))`` summed over latent channels and over **all**
+      latent entries (weights and biases, since the bias latents feed the decoder too), divided
+      by the number of weight entries and averaged over networks. Both terms are then per weight
+      entry, so ``kl_weight = 1`` is exactly the ELBO.
+
+    Parameters
+    ----------
+    logits:
+        The decoder's output, 1 channel.
+    mask:
+        The target mask, 1 channel, 0 or 1 (its biases are not read).
+    mean, logvar:
+        The posterior's parameters, ``latent_channels`` channels each.
+    kl_weight:
+        Weight of the KL term (a warm-up schedule may raise it from 0).
+
+    Returns
+    -------
+    ``(loss, bce, kl)``, three scalar tensors; ``loss`` carries the gradient.
+
+    Shapes
+    ------
+    - logits, mask: 1-channel features on one spec with ``B`` networks
+    - mean, logvar: ``C``-channel features on that spec with ``B`` networks
+    """
+    who = "mask_elbo"
+    if isinstance(kl_weight, bool) or not isinstance(kl_weight, int | float):
+        raise ValueError(f"{who}: kl_weight must be a number >= 0, got {kl_weight!r}")
+    if not (math.isfinite(kl_weight) and kl_weight >= 0):
+        raise ValueError(f"{who}: kl_weight must be a finite number >= 0, got {kl_weight!r}")
+    if not isinstance(logits, WeightSpaceFeatures):
+        raise TypeError(f"{who}: logits: expected WeightSpaceFeatures, got {type(logits).__name__}")
+    spec = logits.spec
+    check_features(logits, spec, 1, f"{who}: logits")
+    check_mask(mask, spec, who)
+    if not isinstance(mean, WeightSpaceFeatures):
+        raise TypeError(f"{who}: mean: expected WeightSpaceFeatures, got {type(mean).__name__}")
+    check_features(mean, spec, mean.channels, f"{who}: mean")
+    check_features(logvar, spec, mean.channels, f"{who}: logvar")
+    for name, x in (("mask", mask), ("mean", mean), ("logvar", logvar)):
+        if x.batch_size != logits.batch_size:
+            raise ValueError(
+                f"{who}: {name} has {x.batch_size} networks, logits have {logits.batch_size}"
+            )
+    b = logits.batch_size
+    flat_logits = torch.cat([w.reshape(b, -1) for w in logits.weights], dim=1)
+    flat_mask = torch.cat([w.reshape(b, -1) for w in mask.weights], dim=1).to(flat_logits.dtype)
+    bce = F.binary_cross_entropy_with_logits(flat_logits, flat_mask)
+    num_weights = flat_logits.shape[1]
+    kl_sum = sum(
+        (0.5 * (m.square() + lv.exp() - 1.0 - lv)).reshape(b, -1).sum(dim=1)
+        for m, lv in zip(mean.tensors, logvar.tensors)
+    )
+    kl = (kl_sum / num_weights).mean()
+    return bce + kl_weight * kl, bce, kl
+
+
+# -------------------------------------------------------------- prediction
+def _check_sparsity(sparsity: object, who: str) -> float:
+    if (
+        isinstance(sparsity, bool)
+        or not isinstance(sparsity, int | float)
+        or not 0.0 < sparsity < 1.0
+    ):
+        raise ValueError(f"{who}: sparsity must be a number in (0, 1), got {sparsity!r}")
+    return float(sparsity)
+
+
+def top_k_mask(logits: WeightSpaceFeatures, sparsity: float) -> WeightSpaceFeatures:
+    """Keep the top ``1 - sparsity`` of all weight entries of each network, over all layers
+    together (like global magnitude pruning); biases are all kept.
+
+    Each network keeps exactly ``round((1 - sparsity) · num_weights)`` weights (at least one).
+    Ties keep the entry that comes first in :meth:`WeightSpaceFeatures.flatten` order (W_1 row
+    by row, then W_2, ...), so the mask is deterministic.
+
+    Parameters
+    ----------
+    logits:
+        Scores, higher is kept (decoder logits, or ``|init|`` for magnitude pruning); 1 channel.
+    sparsity:
+        The fraction of weights to prune, in ``(0, 1)``.
+
+    Returns
+    -------
+    The mask, 0 or 1 in the dtype of ``logits``.
+
+    Shapes
+    ------
+    - logits: 1-channel features on a spec with ``B`` networks
+    - output: the same shapes
+    """
+    who = "top_k_mask"
+    sparsity = _check_sparsity(sparsity, who)
+    if not isinstance(logits, WeightSpaceFeatures):
+        raise TypeError(f"{who}: expected WeightSpaceFeatures, got {type(logits).__name__}")
+    spec = logits.spec
+    check_features(logits, spec, 1, f"{who}: logits")
+    for t, name in zip(logits.weights, _names(logits)):
+        if t.is_floating_point() and torch.isnan(t).any():
+            raise ValueError(f"{who}: logits {name} hold NaN; expected numbers to rank")
+    b = logits.batch_size
+    flat = torch.cat([w.reshape(b, -1) for w in logits.weights], dim=1)
+    n = flat.shape[1]
+    k = round((1.0 - sparsity) * n)
+    if k < 1:
+        raise ValueError(
+            f"{who}: sparsity {sparsity} keeps no weight of the {n} in {spec}; lower it"
+        )
+    order = torch.sort(flat, dim=1, descending=True, stable=True).indices
+    kept = torch.zeros_like(flat, dtype=torch.bool)
+    kept.scatter_(1, order[:, :k], True)
+    dtype = flat.dtype if flat.is_floating_point() else torch.float32
+    parts = torch.split(kept.to(dtype), [math.prod(s) for s in spec.weight_shapes], dim=1)
+    weights = [p.reshape(b, 1, *s) for p, s in zip(parts, spec.weight_shapes)]
+    biases = [torch.ones(b, 1, *s, dtype=dtype, device=flat.device) for s in spec.bias_shapes]
+    return WeightSpaceFeatures(weights, biases, spec)
+
+
+def mask_iou(a: WeightSpaceFeatures, b: WeightSpaceFeatures) -> Tensor:
+    """Intersection over union of the kept weights of two masks, per network (biases ignored).
+
+    Shapes
+    ------
+    - a, b: 1-channel masks on one spec with ``B`` networks
+    - output: ``(B,)``; 1 where both masks keep no weight
+    """
+    if not isinstance(a, WeightSpaceFeatures):
+        raise TypeError(f"mask_iou: expected WeightSpaceFeatures, got {type(a).__name__}")
+    check_mask(a, a.spec, "mask_iou")
+    check_mask(b, a.spec, "mask_iou")
+    n = a.batch_size
+    if b.batch_size != n:
+        raise ValueError(f"mask_iou: {n} networks against {b.batch_size}")
+    x = torch.cat([w.reshape(n, -1) for w in a.weights], dim=1).bool()
+    y = torch.cat([w.reshape(n, -1).to(x.device) for w in b.weights], dim=1).bool()
+    inter = (x & y).sum(dim=1).double()
+    union = (x | y).sum(dim=1).double()
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
