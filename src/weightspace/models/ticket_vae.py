@@ -216,7 +216,6 @@ class MaskVAE(nn.Module):
     def _eval_prior(self, init: WeightSpaceFeatures) -> WeightSpaceFeatures:
         # One draw, on the CPU, shared by every network: a network's prediction does not depend
         # on its batch or its place in it, nor on the device.
-        check_features(init, self.spec, 1, f"{type(self).__name__}: init")
         gen = torch.Generator().manual_seed(self.prior_seed)
         one = self.prior(init[0].to("cpu"), gen)
         b = init.batch_size
@@ -242,11 +241,12 @@ class MaskVAE(nn.Module):
         a generator seeded with ``prior_seed``, shared by all networks, so predictions are
         deterministic and independent of batching.
         """
+        check_features(init, self.spec, 1, f"{type(self).__name__}: init")
         if mask is None:
             z = self._eval_prior(init) if not self.training else self.prior(init)
             return self.decode(init, z)
         mean, logvar = self.encode(init, mask)
-        z = mean + (0.5 * logvar).exp() * mean.map(torch.randn_like)
+        z = mean + logvar.map(lambda t: (0.5 * t).exp()) * mean.map(torch.randn_like)
         return self.decode(init, z), mean, logvar
 
     def extra_repr(self) -> str:
