@@ -1,4 +1,4 @@
-"""Plots a person would rather look at than read: scatter, confusion matrix, image grids.
+"""Plots a person would rather look at than read: scatter, confusion matrix, image grids, bars.
 
 Every function draws with matplotlib's object API on an Agg canvas (no display, no change of
 the global backend) and writes its PNG through :func:`weightspace.io.atomic_path`.
@@ -17,7 +17,16 @@ from torch import Tensor
 
 from weightspace.io import atomic_path
 
-__all__ = ["confusion", "curves", "image_blocks", "image_pairs", "probe_points", "scatter"]
+__all__ = [
+    "accuracy_bars",
+    "confusion",
+    "curves",
+    "image_blocks",
+    "image_pairs",
+    "layer_sparsity",
+    "probe_points",
+    "scatter",
+]
 
 
 def _figure(width: float, height: float, dpi: int = 110) -> Any:
@@ -284,5 +293,128 @@ def probe_points(
     ax.legend(fontsize=7, loc="lower right")
     ax.set_axis_off()
     ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _finite_floats(values: Sequence[float], what: str, who: str) -> list[float]:
+    out = [float(v) for v in values]
+    bad = [v for v in out if not math.isfinite(v)]
+    if bad:
+        raise ValueError(f"{who}: {what} must be finite numbers, got {bad[0]!r}")
+    return out
+
+
+def accuracy_bars(
+    names: Sequence[str],
+    means: Sequence[float],
+    stds: Sequence[float],
+    path: str | os.PathLike[str],
+    *,
+    title: str = "",
+    ylabel: str = "test accuracy",
+) -> Path:
+    """One bar per method (e.g. dense / IMP / random / magnitude / predicted mask) with ``±std``
+    error bars and its value written on it, to a PNG.
+
+    The y-axis is zoomed to the data (bars do not start at 0), so that differences of a point or
+    two show; the axis' lower limit is marked on it. Values are shown with three decimals when all
+    are within ``[0, 1]`` (fractions) and one otherwise (percentages).
+
+    Shapes
+    ------
+    - names, means, stds: ``K`` entries each
+    """
+    who = "accuracy_bars"
+    k = len(names)
+    if k == 0:
+        raise ValueError(f"{who}: no bars to draw")
+    if len(means) != k or len(stds) != k:
+        raise ValueError(
+            f"{who}: {k} names, {len(means)} means and {len(stds)} stds; expected one of each per bar"
+        )
+    m = _finite_floats(means, "means", who)
+    e = _finite_floats(stds, "stds", who)
+    if any(v < 0 for v in e):
+        raise ValueError(f"{who}: stds must be >= 0, got {min(e)!r}")
+    lo = min(a - b for a, b in zip(m, e))
+    hi = max(a + b for a, b in zip(m, e))
+    span = max(hi - lo, 0.02 * max(abs(hi), 1e-12), 1e-6)
+    bottom, top = lo - 0.3 * span, hi + 0.25 * span
+    if lo >= 0 and bottom < 0:
+        bottom = 0.0
+    digits = 3 if all(0.0 <= v <= 1.0 for v in m) else 1
+    fig = _figure(max(3.5, 1.0 + 0.9 * k), 4.0)
+    ax = fig.add_subplot()
+    colours = [f"C{j % 10}" for j in range(k)]
+    bars = ax.bar(range(k), m, yerr=e, capsize=4, color=colours, edgecolor="black", linewidth=0.5)
+    labels = [f"{a:.{digits}f}\n±{b:.{digits}f}" for a, b in zip(m, e)]
+    ax.bar_label(bars, labels=labels, label_type="center", fontsize=7, color="white")
+    ax.set_xticks(range(k), [str(n) for n in names], rotation=20 if k > 4 else 0, fontsize=8)
+    ax.set_ylim(bottom, top)
+    ax.set_ylabel(f"{ylabel} (axis from {bottom:.{digits}f})" if bottom > 0 else ylabel)
+    ax.grid(True, axis="y", alpha=0.3)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def layer_sparsity(
+    layers: Sequence[str],
+    series: dict[str, Sequence[float]],
+    path: str | os.PathLike[str],
+    *,
+    title: str = "",
+    log_y: bool = True,
+) -> Path:
+    """Grouped bars of the fraction of weights kept in each layer, one bar per named mask, to a
+    PNG (e.g. IMP against the predicted masks).
+
+    The y-axis is logarithmic by default: at 95 % sparsity the kept fractions of a first layer
+    and a last layer differ by an order of magnitude or more. A series with a zero falls back to
+    a linear axis, where zero can be drawn.
+
+    Shapes
+    ------
+    - layers: ``L`` names (e.g. ``"W1"``, ``"W2"``, ``"W3"``); each series: ``L`` fractions in
+      ``[0, 1]``
+    """
+    who = "layer_sparsity"
+    n = len(layers)
+    if n == 0 or not series:
+        raise ValueError(f"{who}: need at least one layer and one series")
+    values: dict[str, list[float]] = {}
+    for name, fractions in series.items():
+        if len(fractions) != n:
+            raise ValueError(
+                f"{who}: series {name!r} has {len(fractions)} fractions for {n} layers"
+            )
+        v = _finite_floats(fractions, f"series {name!r}", who)
+        if any(not 0.0 <= f <= 1.0 for f in v):
+            raise ValueError(f"{who}: series {name!r} holds fractions outside [0, 1]: {v}")
+        values[name] = v
+    log = log_y and all(f > 0 for v in values.values() for f in v)
+    s = len(values)
+    width = 0.8 / s
+    fig = _figure(max(4.0, 1.5 + 0.5 * n * s), 4.0)
+    ax = fig.add_subplot()
+    for j, (name, v) in enumerate(values.items()):
+        x = [i - 0.4 + width * (j + 0.5) for i in range(n)]
+        bars = ax.bar(x, v, width=width, label=name, color=f"C{j % 10}")
+        ax.bar_label(bars, labels=[f"{f:.3g}" for f in v], fontsize=6, padding=1)
+    ax.set_xticks(range(n), [str(name) for name in layers])
+    if log:
+        ax.set_yscale("log")
+        low = min(f for v in values.values() for f in v)
+        ax.set_ylim(low / 2, min(1.0, max(f for v in values.values() for f in v)) * 2)
+    else:
+        ax.set_ylim(0, max(max(v) for v in values.values()) * 1.15 or 1.0)
+    ax.set_xlabel("layer")
+    ax.set_ylabel("fraction of weights kept")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=7)
+    if title:
+        ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return _save(fig, path)
