@@ -166,6 +166,14 @@ def test_control_np_with_io_encoding_is_not_np_equivariant():
     assert max(errors.values()) > 1e-4
 
 
+def test_predictions_from_the_prior_mean_are_equivariant_and_a_seeded_sample_is_not():
+    spec = NetworkSpec((4, 5, 5, 2))
+    assert_equivariant(vae64(spec, "hnp", prior_seed=None), spec, "hnp")
+    # Control: a seeded prior sample stays put while the init is permuted.
+    errors = equivariance_errors(vae64(spec, "hnp", prior_seed=0), spec, "hnp")
+    assert max(errors.values()) > 1e-4
+
+
 def test_biases_of_the_mask_are_read_as_kept():
     model = vae64(SPEC, "hnp")
     gen = torch.Generator().manual_seed(5)
@@ -393,7 +401,7 @@ def test_bad_inputs_are_named():
         ({"hidden_channels": ()}, "hidden_channels needs at least one width"),
         ({"hidden_channels": (8, 0)}, "every entry of hidden_channels must be a positive"),
         ({"hidden_channels": 32}, "hidden_channels must be a sequence"),
-        ({"prior_seed": 1.5}, "prior_seed must be an integer"),
+        ({"prior_seed": 1.5}, "prior_seed must be an integer or None"),
         ({"mode": "cnn"}, "mode must be one of"),
         ({"mode": "hnp", "io_encoding": "sinusoidal"}, "io_encoding='sinusoidal'"),
     ],

@@ -96,7 +96,9 @@ class MaskVAE(nn.Module):
         sinusoidal under NP and none otherwise.
     prior_seed:
         Seed of the prior sample used by ``model(init)`` in eval mode, so that predictions are
-        deterministic.
+        deterministic. ``None`` decodes the prior's mean ``z = 0`` instead: also deterministic,
+        and then the predictions themselves are equivariant (a seeded sample is not permuted
+        with the init, so its predictions are equivariant only in distribution).
 
     Attributes
     ----------
@@ -130,7 +132,7 @@ class MaskVAE(nn.Module):
         hidden_channels: Sequence[int] = (32, 32, 32),
         latent_channels: int = 5,
         io_encoding: IOEncoding | Literal["auto"] | None = "auto",
-        prior_seed: int = 0,
+        prior_seed: int | None = 0,
     ) -> None:
         super().__init__()
         who = type(self).__name__
@@ -144,8 +146,10 @@ class MaskVAE(nn.Module):
             raise ValueError(f"{who}: hidden_channels needs at least one width, got ()")
         for c in hidden_channels:
             _check_positive_int(c, "every entry of hidden_channels", who)
-        if isinstance(prior_seed, bool) or not isinstance(prior_seed, int):
-            raise ValueError(f"{who}: prior_seed must be an integer, got {prior_seed!r}")
+        if prior_seed is not None and (
+            isinstance(prior_seed, bool) or not isinstance(prior_seed, int)
+        ):
+            raise ValueError(f"{who}: prior_seed must be an integer or None, got {prior_seed!r}")
         self.spec, self.mode = spec, mode
         self.hidden_channels = tuple(hidden_channels)
         self.latent_channels, self.prior_seed = latent_channels, prior_seed
@@ -216,6 +220,10 @@ class MaskVAE(nn.Module):
     def _eval_prior(self, init: WeightSpaceFeatures) -> WeightSpaceFeatures:
         # One draw, on the CPU, shared by every network: a network's prediction does not depend
         # on its batch or its place in it, nor on the device.
+        if self.prior_seed is None:
+            return WeightSpaceFeatures.from_tensors(
+                [t.new_zeros(t.shape[0], self.latent_channels, *t.shape[2:]) for t in init.tensors]
+            )
         gen = torch.Generator().manual_seed(self.prior_seed)
         one = self.prior(init[0].to("cpu"), gen)
         b = init.batch_size
@@ -238,8 +246,9 @@ class MaskVAE(nn.Module):
 
         Without one (prediction): the logits decoded from a prior sample. In train mode each
         network gets its own draw from the global RNG; in eval mode every call uses one draw from
-        a generator seeded with ``prior_seed``, shared by all networks, so predictions are
-        deterministic and independent of batching.
+        a generator seeded with ``prior_seed``, shared by all networks (or ``z = 0`` when
+        ``prior_seed`` is ``None``), so predictions are deterministic and independent of
+        batching.
         """
         check_features(init, self.spec, 1, f"{type(self).__name__}: init")
         if mask is None:
