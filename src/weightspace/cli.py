@@ -12,7 +12,11 @@
                                    [--epochs E]
     weightspace train inr-edit --inrs DIR --edit dilate|contrast|erode|sharpen
                                --model np|hnp|pt|mlp --out RUN [--seed S] [--steps T]
-    weightspace evaluate --run RUN --zoo DIR | --inrs DIR     (writes RUN/eval/<DIR name>/)
+    weightspace tickets generate --dataset NAME --networks N --out DIR [--seed S] [--sparsity 0.95]
+    weightspace train tickets --tickets DIR --model np|hnp|pt --out RUN [--seed S] [--epochs E]
+    weightspace tickets predict --run RUN --init FILE.safetensors --out MASK.safetensors
+    weightspace evaluate --run RUN --zoo DIR | --inrs DIR | --tickets DIR
+                                                              (writes RUN/eval/<DIR name>/)
     weightspace demo [--out DIR] [--networks N] [--epochs E] [--dataset NAME] [--zoo-epochs E]
 
 Each command parses its arguments into a config and calls one function
@@ -39,7 +43,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from weightspace.tasks.base import positive_int
+from weightspace.tasks.base import int_tuple, positive_int
 
 if TYPE_CHECKING:
     from weightspace.tasks.base import Task
@@ -98,6 +102,39 @@ def build_parser() -> argparse.ArgumentParser:
     inr_edit.add_argument("--out", required=True, help="INR folder to write (resumed if it exists)")
     inr_edit.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     inr_edit.set_defaults(handler=_inr_edit)
+
+    tickets = commands.add_parser(
+        "tickets", help="winning tickets: (init, IMP mask) pairs, and masks predicted for inits"
+    )
+    ticket_commands = tickets.add_subparsers(
+        dest="tickets_command", required=True, metavar="ACTION"
+    )
+    generate = ticket_commands.add_parser(
+        "generate", help="train MLPs densely, prune by magnitude, retrain the tickets"
+    )
+    generate.add_argument("--dataset", required=True, help="mnist, fashion-mnist or digits")
+    generate.add_argument("--networks", required=True, type=positive_int, help="how many MLPs")
+    generate.add_argument("--out", required=True, help="folder of the set (resumed if it exists)")
+    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument(
+        "--sparsity", type=float, default=0.95, help="pruned share of the weights, in (0, 1)"
+    )
+    generate.add_argument("--epochs", type=positive_int, default=None, help="epochs per training")
+    generate.add_argument("--hidden", type=int_tuple, default=None, help="hidden widths (128,128)")
+    generate.add_argument("--chunk-size", type=positive_int, default=None, help="MLPs per file")
+    generate.add_argument("--limit-train", type=positive_int, default=None, help="training images")
+    generate.add_argument("--limit-test", type=positive_int, default=None, help="test images")
+    generate.set_defaults(handler=_tickets_generate)
+    predict = ticket_commands.add_parser(
+        "predict", help="a sparse mask for your own initialisation, from a `train tickets` run"
+    )
+    predict.add_argument("--run", required=True, help="run folder of `weightspace train tickets`")
+    predict.add_argument(
+        "--init", required=True, help="safetensors file of the init (W1 … WL, b1 … bL)"
+    )
+    predict.add_argument("--out", required=True, help="safetensors file of the mask to write")
+    predict.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    predict.set_defaults(handler=_tickets_predict)
 
     train = commands.add_parser("train", help="train a model on weights")
     tasks = train.add_subparsers(dest="task", required=True, metavar="TASK")
@@ -198,6 +235,42 @@ def _inr_edit(args: argparse.Namespace) -> None:
 
     path = edit_inr_folder(args.run, args.inrs, args.out, device=args.device)
     print(f"edited INRs: {path}")
+
+
+def _tickets_generate(args: argparse.Namespace) -> None:
+    from weightspace.data.tickets import (
+        TicketConfig,
+        TicketRecipe,
+        check_sparsity,
+        generate_tickets,
+    )
+
+    check_sparsity(args.sparsity, "--sparsity")
+    options: dict[str, Any] = {
+        "hidden": args.hidden,
+        "chunk_size": args.chunk_size,
+        "limit_train": args.limit_train,
+        "limit_test": args.limit_test,
+    }
+    if args.epochs is not None:
+        options["recipe"] = TicketRecipe(epochs=args.epochs)
+    config = TicketConfig(
+        dataset=args.dataset,
+        networks=args.networks,
+        out=args.out,
+        seed=args.seed,
+        sparsity=args.sparsity,
+        **{k: v for k, v in options.items() if v is not None},
+    )
+    path = generate_tickets(config)
+    print(f"tickets: {path}")
+
+
+def _tickets_predict(args: argparse.Namespace) -> None:
+    from weightspace.tasks.tickets import predict_mask_file
+
+    path = predict_mask_file(args.run, args.init, args.out, device=args.device)
+    print(f"mask: {path}")
 
 
 def _flag(name: str) -> str:

@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from weightspace.space.features import WeightSpaceFeatures
 from weightspace.space.spec import NetworkSpec
 from weightspace.train.loop import LR_DECAYS, Objective, TrainConfig
 
@@ -281,7 +282,9 @@ class Items(Dataset):
         self.features, self.targets, self.extra = features, targets, extra
 
     def __len__(self) -> int:
-        return len(self.targets)
+        # Targets may be weight-space features (a mask per network): count networks, not layers.
+        t = self.targets
+        return t.batch_size if isinstance(t, WeightSpaceFeatures) else len(t)
 
     def __getitem__(self, i: int) -> tuple[Any, ...]:
         if self.extra is None:

@@ -10,12 +10,13 @@ from weightspace.tasks.base import Task
 from weightspace.tasks.generalization import Generalization
 from weightspace.tasks.inr_classification import InrClassification
 from weightspace.tasks.inr_editing import InrEditing
+from weightspace.tasks.tickets import Tickets
 
 __all__ = ["TASKS", "get", "register"]
 
 #: Task name (``"task"`` in ``RUN/config.json``) → task.
 TASKS: dict[str, type[Task]] = {
-    task.name: task for task in (Generalization, InrClassification, InrEditing)
+    task.name: task for task in (Generalization, InrClassification, InrEditing, Tickets)
 }
 
 

@@ -33,6 +33,7 @@ TEST_METRICS = {
     "inr-classification": "test_accuracy",
     "generalization": "kendall_tau",
     "inr-editing": "test_mse",
+    "tickets": "mask_test_accuracy",
 }
 
 

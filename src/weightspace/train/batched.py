@@ -364,6 +364,11 @@ class BatchedTrainer:
     optimizer_options:
         Constants of the rules (``adam_betas``, ``adam_eps``, ``rmsprop_alpha``,
         ``rmsprop_eps``), passed to :class:`~weightspace.train.optim.PerNetworkOptimizer`.
+    masks:
+        ``[M1, …, ML]``, 0/1 tensors shaped like the weights ``(B, *shape)``, or ``None``: sparse
+        training (lottery tickets). The weights are multiplied by their masks once, and every
+        gradient is masked before the update, so a pruned weight stays exactly 0 under every
+        rule (its optimizer state stays 0 too; L2 of a zero weight is 0). Biases are dense.
 
     Shapes
     ------
@@ -384,6 +389,7 @@ class BatchedTrainer:
         generator: torch.Generator | None = None,
         step_group: int = STEP_GROUP,
         optimizer_options: dict[str, Any] | None = None,
+        masks: Sequence[Tensor] | None = None,
     ) -> None:
         B = len(hyperparameters)
         if len(tensors) != len(spec.tensors):
@@ -426,6 +432,10 @@ class BatchedTrainer:
         self._flat = torch.cat(rows, dim=1)
         self._sizes = [r.shape[1] for r in rows]
         self._num_weights = sum(self._sizes[: spec.num_layers])
+        self._keep: Tensor | None = None
+        if masks is not None:
+            self._keep = self._mask_rows(masks, tensors)
+            self._flat.mul_(self._keep)
         self.params = self._views(self._flat)
         ref = self._flat
         self.activations = [hp.activation for hp in hyperparameters]
@@ -445,6 +455,26 @@ class BatchedTrainer:
             decayed=self._num_weights,
             **(optimizer_options or {}),
         )
+
+    def _mask_rows(self, masks: Sequence[Tensor], tensors: Sequence[Tensor]) -> Tensor:
+        """The ``(B, P)`` keep-factors of ``masks`` (internal order; 1 on every bias)."""
+        L, B = self.spec.num_layers, self.batch_size
+        if len(masks) != L:
+            raise ValueError(
+                f"BatchedTrainer: expected {L} masks (one per weight tensor), got {len(masks)}"
+            )
+        rows = []
+        for m, t, ts in zip(masks, tensors, self.spec.tensors):
+            if tuple(m.shape) != tuple(t.shape):
+                raise ValueError(
+                    f"BatchedTrainer: mask of {ts.name} has shape {tuple(m.shape)}, expected "
+                    f"{tuple(t.shape)}"
+                )
+            if not bool(((m == 0) | (m == 1)).all()):
+                raise ValueError(f"BatchedTrainer: mask of {ts.name} holds values other than 0/1")
+            rows.append(m.detach().to(self._flat.dtype).index_select(0, self._order).reshape(B, -1))
+        ones = self._flat.new_ones(B, self._flat.shape[1] - self._num_weights)
+        return torch.cat([*rows, ones], dim=1)
 
     @property
     def steps(self) -> int:
@@ -524,7 +554,10 @@ class BatchedTrainer:
             (grad,) = torch.autograd.grad(loss.sum(), rows)
             grads.append(grad)
             losses.append(loss.detach())
-        self.optimizer.step(torch.cat(grads) if len(grads) > 1 else grads[0])
+        grad = torch.cat(grads) if len(grads) > 1 else grads[0]
+        if self._keep is not None:
+            grad.mul_(self._keep)
+        self.optimizer.step(grad)
         return self._outside(torch.cat(losses))
 
     @torch.no_grad()

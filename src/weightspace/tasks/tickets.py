@@ -1,0 +1,422 @@
+"""Winning tickets from the initialisation: predict the sparse mask pruning would find (paper §4).
+
+A conditional VAE of NF-Layers (:class:`~weightspace.models.MaskVAE`) learns p(mask | init)
+from (init, IMP mask) pairs of a ticket set (:mod:`weightspace.data.tickets`). Its encoder
+q(z | init, mask) and decoder p(mask | init, z) are NF-Layer stacks (``"np"`` with a sinusoidal
+IO encoding, ``"hnp"``, or ``"pt"``: pointwise layers only, the paper's strongest baseline);
+the loss is the ELBO (:func:`~weightspace.models.ticket_vae.mask_elbo`). For a new init, z is
+drawn from the prior, the mask decoded, and the top ``1 - sparsity`` of all weight logits kept.
+
+Validation selects on the IoU of predicted and IMP masks. The test score trains every held-out
+init with its predicted mask, with the ticket set's own recipe and each network's own data order
+(:func:`~weightspace.data.tickets.train_masked`), exactly as its IMP retrain did, and with the
+mask that keeps the largest initial weights (``magnitude``, a rule with nothing learned)::
+
+    RUN/metrics.json        mask / dense / imp / random / magnitude test accuracy (mean, std),
+                            iou_with_imp, gap_closed, per-layer kept share, n_test, times
+    RUN/accuracy.png        the five accuracies, mean ± std over the held-out inits
+    RUN/layer_sparsity.png  kept share of each weight tensor: predicted, IMP, random, magnitude
+    RUN/tickets.csv         one row per held-out init
+
+:func:`predict_mask_file` (``weightspace tickets predict``) gives a user's own init its mask.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from weightspace import viz
+from weightspace.data.tickets import (
+    TICKET_FILE,
+    TicketSet,
+    check_mask,
+    check_sparsity,
+    load_tickets,
+    magnitude_mask,
+    random_mask,
+    train_masked,
+)
+from weightspace.io import write_safetensors
+from weightspace.models.ticket_vae import MaskVAE, mask_elbo, mask_iou, top_k_mask
+from weightspace.space.features import WeightSpaceFeatures
+from weightspace.space.spec import NetworkSpec
+from weightspace.tasks import base, runner
+from weightspace.tasks.base import Items, Task, TaskConfig, option
+from weightspace.train.loop import predict, resolve_device, split_batch
+
+__all__ = ["TICKET_MODELS", "TicketTrainConfig", "Tickets", "predict_mask_file"]
+__all__ += ["run_tickets"]
+
+TICKET_MODELS: tuple[str, ...] = ("np", "hnp", "pt")
+#: The accuracies a run reports, in the order of ``accuracy.png``.
+KINDS: tuple[str, ...] = ("dense", "imp", "random", "magnitude", "mask")
+KIND_NAMES = {
+    "dense": "dense",
+    "imp": "IMP",
+    "random": "random mask",
+    "magnitude": "top-|init| mask",
+    "mask": "predicted mask",
+}
+
+
+# ------------------------------------------------------------------ config
+@dataclass
+class TicketTrainConfig(TaskConfig):
+    """One winning-ticket run (the training fields are :class:`TaskConfig`'s).
+
+    ``tickets``: a folder written by ``weightspace tickets generate``; ``model``: one of
+    :data:`TICKET_MODELS`; ``out``: the run folder. ``hidden_channels``: the NF-Layers of the
+    encoder and of the decoder before their output layer; ``latent_channels``: channels of z;
+    ``kl_weight``: the KL term's weight in the ELBO, reached linearly over ``kl_warmup`` epochs;
+    ``n_test`` / ``n_val`` / ``split_seed``: the held-out inits (the paper's 50) and the
+    validation inits, drawn by a seeded permutation.
+    """
+
+    models = TICKET_MODELS
+    nfn_models = TICKET_MODELS
+
+    tickets: str
+    model: str
+    out: str
+    epochs: int = option(30, "passes over the training pairs", kw_only=True, type=base.positive_int)
+    batch_size: int = option(8, "pairs per step", kw_only=True, type=base.positive_int)
+    hidden_channels: tuple[int, ...] = option(
+        (16, 16, 16), "NF-Layer channels before each stack's output layer", type=base.int_tuple
+    )
+    latent_channels: int = option(5, "channels of the latent z", type=base.positive_int)
+    kl_weight: float = option(1.0, "weight of the KL term of the ELBO", type=float)
+    kl_warmup: int = option(
+        5, "epochs over which the KL weight rises linearly to kl_weight", type=base.nonnegative_int
+    )
+    n_test: int = option(50, "held-out inits (test split)", type=base.positive_int)
+    n_val: int = option(25, "validation inits", type=base.positive_int)
+    split_seed: int = option(0, "seed of the train/val/test split", type=int)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        w = self.kl_weight
+        if isinstance(w, bool) or not isinstance(w, int | float) or not 0 <= w < math.inf:
+            self.refuse("kl_weight", "a finite number >= 0")
+        for name in ("latent_channels", "n_test", "n_val"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                self.refuse(name, "a positive int")
+
+
+# ------------------------------------------------------------------ metrics
+def _density(masks: WeightSpaceFeatures) -> list[float]:
+    """Kept share of each weight tensor, over all networks."""
+    return [float(w.mean()) for w in masks.weights]
+
+
+def _as_features(masks: list[Tensor], like: WeightSpaceFeatures) -> WeightSpaceFeatures:
+    biases = [torch.ones_like(b) for b in like.biases]
+    return WeightSpaceFeatures([m[:, None] for m in masks], biases, like.spec)
+
+
+class _ElboObjective:
+    """The ELBO of (init, mask) batches, with the KL weight warmed up over epochs."""
+
+    def __init__(self, kl_weight: float, kl_warmup: int) -> None:
+        self.kl_weight, self.kl_warmup = kl_weight, kl_warmup
+
+    def weight(self, epoch: int) -> float:
+        if self.kl_warmup <= 0:
+            return self.kl_weight
+        return self.kl_weight * min(1.0, epoch / self.kl_warmup)
+
+    def __call__(self, model: nn.Module, batch: Any, epoch: int) -> tuple[Tensor, dict[str, float]]:
+        init, mask = split_batch(batch, "tickets")
+        logits, mean, logvar = model(init, mask)
+        loss, bce, kl = mask_elbo(logits, mask, mean, logvar, kl_weight=self.weight(epoch))
+        return loss, {"bce": float(bce.detach()), "kl": float(kl.detach())}
+
+
+# ------------------------------------------------------------------ task
+class Tickets(Task):
+    """Predict IMP masks from inits with a conditional VAE; score by training the masks."""
+
+    name, command = "tickets", "tickets"
+    help = "learn to predict winning-ticket masks from initialisations (conditional VAE)"
+    config_class = TicketTrainConfig
+    data_field, noun, unit = "tickets", "ticket set", "networks"
+    data_help = "ticket set written by `weightspace tickets generate`"
+    cli_fields = ("seed", "epochs", "batch_size", "lr", "warmup_steps", "patience")
+    cli_fields += ("hidden_channels", "latent_channels", "kl_weight", "kl_warmup")
+    cli_fields += ("n_test", "n_val", "split_seed", "train_limit", "device")
+    metric: ClassVar[str] = "iou"
+    higher_is_better: ClassVar[bool] = True
+    required = ("hidden_channels", "latent_channels", "sparsity")
+    eval_batch_size = 16
+
+    def load(self, source: str, *, progress: bool = False) -> TicketSet:
+        s = self.settings
+        if not (Path(source) / TICKET_FILE).is_file() and not Path(source).is_dir():
+            raise ValueError(
+                f"ticket set {source!r} does not exist; expected a folder written by "
+                "`weightspace tickets generate`"
+            )
+        return load_tickets(
+            source,
+            split_seed=int(s.get("split_seed", 0)),
+            n_test=int(s.get("n_test", 50)),
+            n_val=int(s.get("n_val", 25)),
+        )
+
+    def check(self, data: Any, where: str) -> tuple[TicketSet, dict[str, Any]]:
+        if not isinstance(data, TicketSet):
+            raise ValueError(f"{where}: expected a ticket set, got {type(data).__name__}")
+        if data.spec.is_cnn:
+            raise ValueError(f"{where}: ticket sets of CNNs are not supported, got {data.spec}")
+        return data, {"sparsity": data.sparsity, "dataset": data.info.get("dataset")}
+
+    def summary(self, data: TicketSet, where: str, extra: Any) -> str:
+        counts = {n: len(data.part(n)) for n in ("train", "val", "test")}
+        acc = {k: round(float(v.mean()), 4) for k, v in data.accuracy.items()}
+        return (
+            f"{len(data)} tickets in {where} ({counts}); sparsity {data.sparsity}; "
+            f"mean test accuracy {acc}"
+        )
+
+    def describe(self, data: TicketSet, where: str) -> dict[str, Any]:
+        return {"sparsity": data.sparsity, "dataset": data.info.get("dataset")}
+
+    def check_compatible(self, data: TicketSet, where: str, run: Path) -> None:
+        sparsity = float(self.settings["sparsity"])
+        if not math.isclose(data.sparsity, sparsity):
+            raise ValueError(
+                f"ticket set {where!r} was pruned to sparsity {data.sparsity}, but the model in "
+                f"{str(run)!r} learned masks of sparsity {sparsity}"
+            )
+
+    def items(self, part: TicketSet, *, train: bool) -> Items:
+        return Items(part.inits, part.masks)
+
+    def build(self, spec: NetworkSpec) -> nn.Module:
+        s = self.settings
+        return MaskVAE(
+            spec,
+            s["model"],
+            hidden_channels=tuple(s["hidden_channels"]),
+            latent_channels=int(s["latent_channels"]),
+            prior_seed=int(s.get("seed", 0)),
+        )
+
+    def prepare(self, model: nn.Module, train: TicketSet) -> None:
+        model.set_statistics(train.inits)  # type: ignore[operator]
+
+    def objective(self) -> _ElboObjective:
+        s = self.settings
+        return _ElboObjective(float(s.get("kl_weight", 1.0)), int(s.get("kl_warmup", 0)))
+
+    def metric_fn(self, outputs: WeightSpaceFeatures, targets: WeightSpaceFeatures) -> float:
+        pred = top_k_mask(outputs, float(self.settings["sparsity"]))
+        return float(mask_iou(pred.to("cpu"), targets.to("cpu")).mean())
+
+    # ------------------------------------------------------------------ scoring
+    def predict_masks(self, model: nn.Module, inits: WeightSpaceFeatures) -> WeightSpaceFeatures:
+        """Top-k masks decoded from prior samples (deterministic in eval mode)."""
+        items = Items(inits, inits)
+        logits, _ = predict(model, items, batch_size=self.eval_batch_size)
+        return top_k_mask(logits.to("cpu"), float(self.settings["sparsity"]))
+
+    def score(
+        self, model: nn.Module, test: TicketSet, title: str, out: Path | None
+    ) -> dict[str, Any]:
+        """Train every held-out init with its predicted mask (and with the top-|init| mask)."""
+        start = time.perf_counter()
+        pred = self.predict_masks(model, test.inits)
+        predict_s = time.perf_counter() - start
+        spec, sparsity, recipe = test.spec, test.sparsity, test.recipe
+        L = spec.num_layers
+        init = [w[:, 0] for w in test.inits.weights] + [b[:, 0] for b in test.inits.biases]
+        seeds = test.seeds.tolist()
+        images = test.images()
+        magnitude = _as_features(magnitude_mask(init[:L], spec, sparsity), test.inits)
+        rand = _as_features(random_mask(spec, sparsity, seeds), test.inits)
+        accuracy: dict[str, Tensor] = {k: test.accuracy[k] for k in ("dense", "imp", "random")}
+        start = time.perf_counter()
+        for kind, masks in (("mask", pred), ("magnitude", magnitude)):
+            _, accuracy[kind] = train_masked(
+                spec, init, seeds, images, recipe, masks=[w[:, 0] for w in masks.weights]
+            )
+        train_s = time.perf_counter() - start
+        overlap = {
+            "mask": mask_iou(pred, test.masks),
+            "magnitude": mask_iou(magnitude, test.masks),
+            "random": mask_iou(rand, test.masks),
+        }
+        imp, rnd = float(accuracy["imp"].mean()), float(accuracy["random"].mean())
+        mask = float(accuracy["mask"].mean())
+        metrics: dict[str, Any] = {f"{k}_test_accuracy": float(accuracy[k].mean()) for k in KINDS}
+        metrics |= {f"{k}_test_accuracy_std": float(accuracy[k].std()) for k in KINDS}
+        metrics |= {
+            "iou_with_imp": float(overlap["mask"].mean()),
+            "magnitude_iou_with_imp": float(overlap["magnitude"].mean()),
+            "random_iou_with_imp": float(overlap["random"].mean()),
+            "gap_closed": (mask - rnd) / (imp - rnd) if imp != rnd else math.nan,
+            "sparsity": sparsity,
+            "layer_density": {
+                "mask": _density(pred),
+                "imp": _density(test.masks),
+                "random": _density(rand),
+                "magnitude": _density(magnitude),
+            },
+            "n_test": len(test),
+            "predict_time_s": predict_s,
+            "mask_train_time_s": train_s,
+        }
+        if out is not None:
+            self._write(out, title, test, accuracy, overlap, metrics)
+        return metrics
+
+    def _write(
+        self,
+        out: Path,
+        title: str,
+        test: TicketSet,
+        accuracy: dict[str, Tensor],
+        overlap: dict[str, Tensor],
+        metrics: dict[str, Any],
+    ) -> None:
+        names = [KIND_NAMES[k] for k in KINDS]
+        viz.accuracy_bars(
+            names,
+            [100 * float(accuracy[k].mean()) for k in KINDS],
+            [100 * float(accuracy[k].std()) for k in KINDS],
+            out / "accuracy.png",
+            title=f"{title}\ntest accuracy (%) of {len(test)} held-out inits, sparsity "
+            f"{test.sparsity}; IoU with IMP {metrics['iou_with_imp']:.3f}",
+        )
+        layers = [t.name for t in test.spec.tensors[: test.spec.num_layers]]
+        density = metrics["layer_density"]
+        viz.layer_sparsity(
+            layers,
+            {KIND_NAMES[k]: density[k] for k in ("imp", "mask", "magnitude", "random")},
+            out / "layer_sparsity.png",
+            title=f"{title}\nkept share of each weight tensor",
+        )
+        rows = zip(
+            test.seeds.tolist(),
+            *(accuracy[k].tolist() for k in KINDS),
+            overlap["mask"].tolist(),
+            overlap["magnitude"].tolist(),
+        )
+        header = ["seed", *(f"{k}_test_accuracy" for k in KINDS), "iou_with_imp"]
+        runner.write_csv([*header, "magnitude_iou_with_imp"], rows, out / "tickets.csv")
+
+
+def run_tickets(
+    config: TicketTrainConfig, *, dataset: TicketSet | None = None, progress: bool = True
+) -> dict[str, Any]:
+    """Train a mask model on a ticket set's train split, select on validation IoU, then train
+    the held-out inits with their predicted masks. Returns ``RUN/metrics.json``."""
+    return runner.run(Tickets, config, data=dataset, progress=progress)
+
+
+# ------------------------------------------------------------------ predict for a user's init
+def _layer_order(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    """A state dict read from safetensors (keys sorted as text: ``10.bias`` before ``2.bias``)
+    back in layer order: modules by their numbered path (``fc2`` before ``fc10``), each weight
+    before its bias."""
+    import re
+
+    def key(name: str) -> tuple[Any, ...]:
+        module, _, leaf = name.rpartition(".")
+        parts = tuple(
+            (0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", module) if p
+        )
+        return (parts, 0 if leaf == "weight" else 1, leaf)
+
+    return {k: tensors[k] for k in sorted(tensors, key=key)}
+
+
+def _read_init(path: Path, spec: NetworkSpec) -> tuple[WeightSpaceFeatures, bool]:
+    """An init file as features, and whether it holds a batch: tensors named like the spec
+    (``W1`` … ``bL``; one network, or a batch on a leading axis), or the state dict of one
+    network's ``nn.Linear`` layers in order (``0.weight``, ``0.bias``, …)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise ValueError(f"init file {str(path)!r} does not exist")
+    try:
+        tensors = load_file(path)
+    except (SafetensorError, OSError, RuntimeError) as err:
+        raise ValueError(f"init file {str(path)!r} is not a safetensors file ({err})") from None
+    names = [t.name for t in spec.tensors]
+    batched = False
+    if set(names) <= set(tensors):
+        batched = tensors[names[0]].ndim == len(spec.tensors[0].shape) + 1
+        parts = []
+        for t in spec.tensors:
+            x = tensors[t.name]
+            x = x if batched else x[None]
+            if tuple(x.shape[1:]) != t.shape:
+                raise ValueError(
+                    f"init file {str(path)!r}: tensor {t.name} has shape "
+                    f"{tuple(tensors[t.name].shape)}, the "
+                    f"run's networks ({spec}) need {t.shape}"
+                )
+            parts.append(x.to(torch.float32))
+    else:
+        try:
+            features = WeightSpaceFeatures.from_state_dicts([_layer_order(tensors)], spec)
+        except ValueError as err:
+            raise ValueError(
+                f"init file {str(path)!r} is not an init of the run's networks ({spec}): {err}"
+            ) from None
+        parts = [w[:, 0] for w in features.weights] + [b[:, 0] for b in features.biases]
+    for t, x in zip(spec.tensors, parts):
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError(f"init file {str(path)!r}: tensor {t.name} holds NaN or inf values")
+    L = spec.num_layers
+    weights, biases = [p[:, None] for p in parts[:L]], [p[:, None] for p in parts[L:]]
+    return WeightSpaceFeatures(weights, biases, spec), batched
+
+
+def predict_mask_file(
+    run: str | os.PathLike[str],
+    init: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    device: str = "auto",
+) -> Path:
+    """Write the mask the model of ``run`` predicts for the init in ``init`` (safetensors).
+
+    The mask file holds ``W1`` … ``WL`` (0/1, float32, shaped like the init's weights, batched
+    if the init was), with the run, model and sparsity in its metadata.
+
+    Raises
+    ------
+    ValueError
+        ``run`` is not a tickets run; the init file is missing, not safetensors, of another
+        architecture than the run's (naming the tensor) or holds NaN weights.
+    """
+    run, init, out = Path(run), Path(init), Path(out)
+    task, spec, model = runner.load_trained(Tickets, run)
+    features, batched = _read_init(init, spec)
+    dev = resolve_device(device)
+    model.to(dev)
+    mask = task.predict_masks(model, features)
+    check_mask([w[:, 0] for w in mask.weights], spec, "predict_mask_file")
+    sparsity = check_sparsity(float(task.settings["sparsity"]), str(run))
+    tensors = {
+        t.name: (w[:, 0] if batched else w[0, 0]).contiguous()
+        for t, w in zip(spec.tensors, mask.weights)
+    }
+    write_safetensors(
+        tensors,
+        out,
+        metadata={"run": os.path.abspath(run), "model": str(task.settings["model"]),
+                  "sparsity": str(sparsity)},
+    )  # fmt: skip
+    return out
