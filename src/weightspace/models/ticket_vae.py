@@ -84,7 +84,11 @@ class MaskVAE(nn.Module):
     mode:
         ``"np"`` (:class:`~weightspace.nn.NPLinear`, with a sinusoidal IO encoding by default:
         NFN_NP), ``"hnp"`` (:class:`~weightspace.nn.HNPLinear`: NFN_HNP) or ``"pt"``
-        (:class:`~weightspace.nn.PointwiseLinear` only: the paper's NFN_PT baseline).
+        (:class:`~weightspace.nn.PointwiseLinear` only: the paper's NFN_PT baseline). HNP keeps
+        input and output neurons apart, so its layers hold dense maps over them: on the paper's
+        784 → 128 → 128 → 10 MLP one :class:`~weightspace.nn.HNPLinear` with C channels in and
+        out has about 1.27 M · C² parameters, against about 63 · C² for NP; the paper's
+        ticket table has NP and PT only.
     hidden_channels:
         Widths of the NF-Layers before the last one of each stack; each stack has
         ``len(hidden_channels) + 1`` layers (the default: 4, as in the paper, which used 64
