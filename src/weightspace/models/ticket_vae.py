@@ -35,7 +35,7 @@ from weightspace.models.standardize import Standardized
 from weightspace.space.features import WeightSpaceFeatures, check_features
 from weightspace.space.spec import Mode, NetworkSpec
 
-__all__ = ["MaskVAE", "check_mask", "mask_elbo", "mask_iou", "top_k_mask"]
+__all__ = ["MaskVAE", "allocated_top_k", "check_mask", "mask_elbo", "mask_iou", "top_k_mask"]
 
 
 def _check_positive_int(value: object, name: str, who: str) -> int:
@@ -164,12 +164,25 @@ class MaskVAE(nn.Module):
         self.decoder = EquivariantNFN(
             spec, mode, hidden_channels, 1 + latent_channels, 1, io_encoding=io_encoding
         )
+        # One learned logit offset per weight tensor, added to the decoder's logits: the same
+        # for every entry of a tensor, so it keeps every symmetry. set_mask_prior starts it at
+        # the log-odds of the training masks' kept share, so training starts from the per-layer
+        # base rates instead of spending its first epochs finding them.
+        self.logit_offset = nn.Parameter(torch.zeros(spec.num_layers))
 
     # ----------------------------------------------------------------- inputs
     def set_statistics(self, features: WeightSpaceFeatures) -> None:
         """Measure each tensor's mean and std of the init on ``features`` (the training inits)."""
         _check_finite(features, "init", f"{type(self).__name__}.set_statistics")
         self.standardize.set_statistics(features)
+
+    def set_mask_prior(self, masks: WeightSpaceFeatures) -> None:
+        """Start each weight tensor's logit offset at the log-odds of its kept share in
+        ``masks`` (the training masks), clamped to [1e-4, 1 - 1e-4]."""
+        masks = check_mask(masks, self.spec, f"{type(self).__name__}.set_mask_prior")
+        density = torch.stack([w.double().mean() for w in masks.weights])
+        with torch.no_grad():
+            self.logit_offset.copy_(density.clamp(1e-4, 1 - 1e-4).logit())
 
     def _init(self, init: object, who: str) -> WeightSpaceFeatures:
         init = check_features(init, self.spec, 1, f"{who}: init")
@@ -199,7 +212,11 @@ class MaskVAE(nn.Module):
         who = f"{type(self).__name__}.decode"
         x = self._init(init, who)
         z = check_features(z, self.spec, self.latent_channels, f"{who}: z")
-        return self.decoder(x.cat_channels(z.to(x.dtype)))
+        out = self.decoder(x.cat_channels(z.to(x.dtype)))
+        offset = self.logit_offset.to(out.dtype)
+        return WeightSpaceFeatures(
+            [w + offset[i] for i, w in enumerate(out.weights)], list(out.biases), self.spec
+        )
 
     def prior(
         self, init: WeightSpaceFeatures, generator: torch.Generator | None = None
@@ -400,6 +417,74 @@ def top_k_mask(logits: WeightSpaceFeatures, sparsity: float) -> WeightSpaceFeatu
     parts = torch.split(kept.to(dtype), [math.prod(s) for s in spec.weight_shapes], dim=1)
     weights = [p.reshape(b, 1, *s) for p, s in zip(parts, spec.weight_shapes)]
     biases = [torch.ones(b, 1, *s, dtype=dtype, device=flat.device) for s in spec.bias_shapes]
+    return WeightSpaceFeatures(weights, biases, spec)
+
+
+def layer_budgets(shares: Tensor, k: int, sizes: Sequence[int]) -> Tensor:
+    """Split ``k`` kept weights over tensors in proportion to ``shares`` ``(B, L)``, no tensor
+    above its size: each row sums to exactly ``k`` (``k <= sum(sizes)``). Returns ``(B, L)``
+    longs: proportional shares rounded down, then the rest one by one to the tensor furthest
+    below its share (water-filling when a tensor is full)."""
+    cap = torch.tensor(list(sizes), dtype=torch.long)
+    out = torch.zeros(shares.shape, dtype=torch.long)
+    for b in range(shares.shape[0]):
+        share = shares[b].double().clamp(min=1e-12)
+        budget = torch.zeros(len(sizes), dtype=torch.long)
+        open_ = torch.ones(len(sizes), dtype=torch.bool)
+        while int(budget.sum()) < k:
+            left = k - int(budget.sum())
+            want = share * open_ / (share * open_).sum() * left
+            step = torch.minimum(want.floor().long(), cap - budget)
+            if int(step.sum()) == 0:  # fewer than one each: the largest wants get one
+                j = int(torch.argmax(torch.where(open_, want, -1.0)))
+                step[j] = 1
+            budget += step
+            open_ &= budget < cap
+        out[b] = budget
+    return out
+
+
+def allocated_top_k(logits: WeightSpaceFeatures, sparsity: float) -> WeightSpaceFeatures:
+    """Keep ``round((1 - sparsity) · num_weights)`` weights per network, split over the weight
+    tensors as the model expects them to be kept (in proportion to ``Σ sigmoid(logit)`` over
+    each tensor), and the top logits within each tensor. Biases are all kept.
+
+    A global top-k (:func:`top_k_mask`) ranks logits across tensors; until a model separates
+    kept from pruned entries within each tensor, that ranking follows the per-tensor base rates
+    and can empty a whole layer (RESULTS.md measures it). This decoding keeps the model's
+    expected share per tensor instead.
+
+    Shapes
+    ------
+    - logits: 1-channel features on a spec with ``B`` networks
+    - output: the same shapes
+    """
+    who = "allocated_top_k"
+    sparsity = _check_sparsity(sparsity, who)
+    spec = logits.spec
+    check_features(logits, spec, 1, f"{who}: logits")
+    b = logits.batch_size
+    sizes = [math.prod(s) for s in spec.weight_shapes]
+    k = round((1.0 - sparsity) * sum(sizes))
+    if k < 1:
+        raise ValueError(
+            f"{who}: sparsity {sparsity} keeps no weight of the {sum(sizes)} in {spec}"
+        )
+    flats = [w.reshape(b, -1).detach().to("cpu", torch.float64) for w in logits.weights]
+    for t, name in zip(flats, _names(logits)):
+        if torch.isnan(t).any():
+            raise ValueError(f"{who}: logits {name} hold NaN; expected numbers to rank")
+    shares = torch.stack([torch.sigmoid(f).sum(1) for f in flats], dim=1)
+    budgets = layer_budgets(shares, k, sizes)
+    dtype = logits.weights[0].dtype if logits.weights[0].is_floating_point() else torch.float32
+    weights = []
+    for j, (f, shape) in enumerate(zip(flats, spec.weight_shapes)):
+        order = torch.sort(f, dim=1, descending=True, stable=True).indices
+        rank = torch.empty_like(order)
+        rank.scatter_(1, order, torch.arange(f.shape[1]).expand(b, -1).contiguous())
+        kept = rank < budgets[:, j : j + 1]
+        weights.append(kept.to(dtype).reshape(b, 1, *shape).to(logits.device))
+    biases = [torch.ones(b, 1, *s, dtype=dtype, device=logits.device) for s in spec.bias_shapes]
     return WeightSpaceFeatures(weights, biases, spec)
 
 

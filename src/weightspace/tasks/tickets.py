@@ -40,12 +40,18 @@ from weightspace.data.tickets import (
     check_mask,
     check_sparsity,
     load_tickets,
-    magnitude_mask,
     random_mask,
     train_masked,
 )
 from weightspace.io import write_safetensors
-from weightspace.models.ticket_vae import MaskVAE, mask_elbo, mask_iou, top_k_mask
+from weightspace.models.ticket_vae import (
+    MaskVAE,
+    allocated_top_k,
+    layer_budgets,
+    mask_elbo,
+    mask_iou,
+    top_k_mask,
+)
 from weightspace.space.features import WeightSpaceFeatures
 from weightspace.space.spec import NetworkSpec
 from weightspace.tasks import base, runner
@@ -56,13 +62,17 @@ __all__ = ["TICKET_MODELS", "TicketTrainConfig", "Tickets", "predict_mask_file"]
 __all__ += ["run_tickets"]
 
 TICKET_MODELS: tuple[str, ...] = ("np", "hnp", "pt")
+#: How logits become a mask: ``"expected"`` splits the kept weights over tensors as the model
+#: expects (:func:`~weightspace.models.ticket_vae.allocated_top_k`), ``"global"`` ranks all
+#: logits together (:func:`~weightspace.models.ticket_vae.top_k_mask`).
+ALLOCATIONS: tuple[str, ...] = ("expected", "global")
 #: The accuracies a run reports, in the order of ``accuracy.png``.
 KINDS: tuple[str, ...] = ("dense", "imp", "random", "magnitude", "mask")
 KIND_NAMES = {
     "dense": "dense",
     "imp": "IMP",
     "random": "random mask",
-    "magnitude": "top-|init| mask",
+    "magnitude": "top-|init| per layer",
     "mask": "predicted mask",
 }
 
@@ -99,6 +109,11 @@ class TicketTrainConfig(TaskConfig):
     n_test: int = option(50, "held-out inits (test split)", type=base.positive_int)
     n_val: int = option(25, "validation inits", type=base.positive_int)
     split_seed: int = option(0, "seed of the train/val/test split", type=int)
+    allocation: str = option(
+        "expected",
+        "logits → mask: per-tensor budgets the model expects, or one global top-k",
+        choices=ALLOCATIONS,
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -115,6 +130,30 @@ class TicketTrainConfig(TaskConfig):
 def _density(masks: WeightSpaceFeatures) -> list[float]:
     """Kept share of each weight tensor, over all networks."""
     return [float(w.mean()) for w in masks.weights]
+
+
+def _layer_magnitude(
+    inits: WeightSpaceFeatures, density: list[float] | None, sparsity: float
+) -> WeightSpaceFeatures:
+    """Top-|init| masks with the training masks' kept share per tensor (``density``; a global
+    top-|init| when a run predates it), rounded to the set's exact budget."""
+    if density is None:
+        top = top_k_mask(inits.map(torch.abs), sparsity)
+        return top
+    b = inits.batch_size
+    sizes = [w[0].numel() for w in inits.weights]
+    k = round((1 - sparsity) * sum(sizes))
+    shares = torch.tensor(density, dtype=torch.float64).mul(torch.tensor(sizes)).expand(b, -1)
+    budgets = layer_budgets(shares, k, sizes)
+    weights = []
+    for j, w in enumerate(inits.weights):
+        flat = w.reshape(b, -1).abs()
+        order = torch.sort(flat, dim=1, descending=True, stable=True).indices
+        kept = torch.zeros_like(flat)
+        for n in range(b):
+            kept[n, order[n, : int(budgets[n, j])]] = 1.0
+        weights.append(kept.view_as(w))
+    return WeightSpaceFeatures(weights, [torch.ones_like(x) for x in inits.biases], inits.spec)
 
 
 def _as_features(masks: list[Tensor], like: WeightSpaceFeatures) -> WeightSpaceFeatures:
@@ -151,7 +190,7 @@ class Tickets(Task):
     data_help = "ticket set written by `weightspace tickets generate`"
     cli_fields = ("seed", "epochs", "batch_size", "lr", "warmup_steps", "patience")
     cli_fields += ("hidden_channels", "latent_channels", "kl_weight", "kl_warmup")
-    cli_fields += ("n_test", "n_val", "split_seed", "train_limit", "device")
+    cli_fields += ("n_test", "n_val", "split_seed", "allocation", "train_limit", "device")
     metric: ClassVar[str] = "iou"
     higher_is_better: ClassVar[bool] = True
     required = ("hidden_channels", "latent_channels", "sparsity")
@@ -187,7 +226,12 @@ class Tickets(Task):
         )
 
     def describe(self, data: TicketSet, where: str) -> dict[str, Any]:
-        return {"sparsity": data.sparsity, "dataset": data.info.get("dataset")}
+        # The training masks' kept share per weight tensor: the budgets of the top-|init|
+        # baseline (what a rule with nothing learned but the layer shares would keep).
+        train = data.part("train").masks
+        density = [float(w.double().mean()) for w in train.weights]
+        return {"sparsity": data.sparsity, "dataset": data.info.get("dataset"),
+                "train_density": density}  # fmt: skip
 
     def check_compatible(self, data: TicketSet, where: str, run: Path) -> None:
         sparsity = float(self.settings["sparsity"])
@@ -212,35 +256,51 @@ class Tickets(Task):
 
     def prepare(self, model: nn.Module, train: TicketSet) -> None:
         model.set_statistics(train.inits)  # type: ignore[operator]
+        model.set_mask_prior(train.masks)  # type: ignore[operator]
 
     def objective(self) -> _ElboObjective:
         s = self.settings
         return _ElboObjective(float(s.get("kl_weight", 1.0)), int(s.get("kl_warmup", 0)))
 
+    def to_mask(
+        self, logits: WeightSpaceFeatures, allocation: str | None = None
+    ) -> WeightSpaceFeatures:
+        """The mask of ``logits`` under the run's (or the given) allocation."""
+        rule = allocation or self.settings.get("allocation", "expected")
+        decode = allocated_top_k if rule == "expected" else top_k_mask
+        return decode(logits.to("cpu"), float(self.settings["sparsity"]))
+
     def metric_fn(self, outputs: WeightSpaceFeatures, targets: WeightSpaceFeatures) -> float:
-        pred = top_k_mask(outputs, float(self.settings["sparsity"]))
+        pred = self.to_mask(outputs)
         return float(mask_iou(pred.to("cpu"), targets.to("cpu")).mean())
 
     # ------------------------------------------------------------------ scoring
+    def predict_logits(self, model: nn.Module, inits: WeightSpaceFeatures) -> WeightSpaceFeatures:
+        """Logits decoded from the prior (deterministic in eval mode)."""
+        logits, _ = predict(model, Items(inits, inits), batch_size=self.eval_batch_size)
+        return logits.to("cpu")
+
     def predict_masks(self, model: nn.Module, inits: WeightSpaceFeatures) -> WeightSpaceFeatures:
-        """Top-k masks decoded from prior samples (deterministic in eval mode)."""
-        items = Items(inits, inits)
-        logits, _ = predict(model, items, batch_size=self.eval_batch_size)
-        return top_k_mask(logits.to("cpu"), float(self.settings["sparsity"]))
+        """The masks the model predicts for ``inits`` (the run's allocation)."""
+        return self.to_mask(self.predict_logits(model, inits))
 
     def score(
         self, model: nn.Module, test: TicketSet, title: str, out: Path | None
     ) -> dict[str, Any]:
         """Train every held-out init with its predicted mask (and with the top-|init| mask)."""
         start = time.perf_counter()
-        pred = self.predict_masks(model, test.inits)
+        logits = self.predict_logits(model, test.inits)
+        pred = self.to_mask(logits)
         predict_s = time.perf_counter() - start
+        other = (
+            "global" if self.settings.get("allocation", "expected") == "expected" else "expected"
+        )
+        pred_other = self.to_mask(logits, other)
         spec, sparsity, recipe = test.spec, test.sparsity, test.recipe
-        L = spec.num_layers
         init = [w[:, 0] for w in test.inits.weights] + [b[:, 0] for b in test.inits.biases]
         seeds = test.seeds.tolist()
         images = test.images()
-        magnitude = _as_features(magnitude_mask(init[:L], spec, sparsity), test.inits)
+        magnitude = _layer_magnitude(test.inits, self.settings.get("train_density"), sparsity)
         rand = _as_features(random_mask(spec, sparsity, seeds), test.inits)
         accuracy: dict[str, Tensor] = {k: test.accuracy[k] for k in ("dense", "imp", "random")}
         start = time.perf_counter()
@@ -253,6 +313,7 @@ class Tickets(Task):
             "mask": mask_iou(pred, test.masks),
             "magnitude": mask_iou(magnitude, test.masks),
             "random": mask_iou(rand, test.masks),
+            "other": mask_iou(pred_other, test.masks),
         }
         imp, rnd = float(accuracy["imp"].mean()), float(accuracy["random"].mean())
         mask = float(accuracy["mask"].mean())
@@ -263,6 +324,9 @@ class Tickets(Task):
             "magnitude_iou_with_imp": float(overlap["magnitude"].mean()),
             "random_iou_with_imp": float(overlap["random"].mean()),
             "gap_closed": (mask - rnd) / (imp - rnd) if imp != rnd else math.nan,
+            "allocation": self.settings.get("allocation", "expected"),
+            f"{other}_allocation_iou_with_imp": float(overlap["other"].mean()),
+            f"{other}_allocation_density": _density(pred_other),
             "sparsity": sparsity,
             "layer_density": {
                 "mask": _density(pred),
