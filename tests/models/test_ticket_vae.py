@@ -440,3 +440,56 @@ def test_learns_global_magnitude_pruning_of_the_init(mode, steps):
         optimiser.step()
     after = iou()
     assert before < 0.3 and after > 0.7, (before, after)
+
+
+# --------------------------------------------------------------------- allocated top-k
+def test_layer_budgets_split_k_in_proportion_under_the_caps() -> None:
+    from weightspace.models.ticket_vae import layer_budgets
+
+    got = layer_budgets(
+        torch.tensor([[3.0, 15.0, 31.0], [1.0, 1.0, 1.0], [0.0, 0.0, 5.0]]), 100, [1000, 100, 10]
+    )
+    assert got.tolist() == [[15, 75, 10], [45, 45, 10], [45, 45, 10]]
+    assert got.sum(1).tolist() == [100, 100, 100]
+    exact = layer_budgets(torch.tensor([[1.0, 3.0]]), 8, [100, 100])
+    assert exact.tolist() == [[2, 6]]
+
+
+def test_allocated_top_k_keeps_the_expected_share_of_each_tensor() -> None:
+    from weightspace.models.ticket_vae import allocated_top_k
+
+    spec = NetworkSpec((40, 20, 10))
+    g = torch.Generator().manual_seed(0)
+    noise = [torch.randn(3, 1, *s, generator=g) * 0.1 for s in spec.weight_shapes]
+    # the model expects 5 % of W1 (800 entries) and 50 % of W2 (200) kept: 140 in all
+    offsets = [math.log(0.05 / 0.95), 0.0]
+    logits = WeightSpaceFeatures(
+        [n + o for n, o in zip(noise, offsets)],
+        [torch.zeros(3, 1, *s) for s in spec.bias_shapes],
+        spec,
+    )
+    sparsity = 1 - 140 / 1000
+    mask = allocated_top_k(logits, sparsity)
+    kept = [w.flatten(1).sum(1) for w in mask.weights]
+    total = kept[0] + kept[1]
+    assert total.tolist() == [140.0] * 3
+    assert all(30 <= k <= 50 for k in kept[0].tolist())  # ≈ 40 = 5 % of 800
+    # within a tensor, the highest logits are kept
+    for w, m in zip(logits.weights, mask.weights):
+        for b in range(3):
+            assert w[b][m[b] == 1].min() >= w[b][m[b] == 0].max()
+    # a global top-k of the same logits empties W1: the failure this decoding avoids
+    assert float(top_k_mask(logits, sparsity).weights[0].sum()) < float(mask.weights[0].sum()) / 10
+    assert all(bool((b == 1).all()) for b in mask.biases)
+
+
+def test_set_mask_prior_starts_logits_at_the_training_log_odds() -> None:
+    vae = MaskVAE(SPEC, "pt", hidden_channels=(4,))
+    init = random_features(SPEC, 6, dtype=torch.float32)
+    mask = top_k_mask(init.map(torch.abs), 0.7)
+    vae.set_mask_prior(mask)
+    density = torch.tensor([float(w.mean()) for w in mask.weights])
+    torch.testing.assert_close(vae.logit_offset.detach(), density.logit())
+    bad = mask.map(lambda t: t * 0.5)
+    with pytest.raises(ValueError, match=r"not binary|0 or 1|other than"):
+        vae.set_mask_prior(bad)

@@ -185,3 +185,15 @@ def test_predict_a_users_init(hnp_run: Path, ticket_set: Path, tmp_path: Path, c
 def test_report_gathers_ticket_runs(hnp_run: Path, tmp_path: Path) -> None:
     rows = learning_curve([str(hnp_run)], str(tmp_path / "report"))
     assert rows[0]["metric"] == "mask_test_accuracy"
+
+
+def test_hnp_on_wide_inputs_is_refused_before_it_fills_memory() -> None:
+    from weightspace.space.spec import NetworkSpec
+
+    task = Tickets({"model": "hnp", "hidden_channels": [8, 8, 8], "latent_channels": 5})
+    with pytest.raises(ValueError, match=r"would hold 517,877,136 parameters .*use 'np' or 'pt'"):
+        task.build(NetworkSpec((784, 128, 128, 10)))
+    np_task = Tickets({"model": "np", "hidden_channels": [8, 8, 8], "latent_channels": 5})
+    assert (
+        sum(p.numel() for p in np_task.build(NetworkSpec((784, 128, 128, 10))).parameters()) < 10**5
+    )

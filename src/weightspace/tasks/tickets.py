@@ -62,6 +62,8 @@ __all__ = ["TICKET_MODELS", "TicketTrainConfig", "Tickets", "predict_mask_file"]
 __all__ += ["run_tickets"]
 
 TICKET_MODELS: tuple[str, ...] = ("np", "hnp", "pt")
+#: The largest mask model :meth:`Tickets.build` makes (parameters).
+MAX_PARAMETERS = 50_000_000
 #: How logits become a mask: ``"expected"`` splits the kept weights over tensors as the model
 #: expects (:func:`~weightspace.models.ticket_vae.allocated_top_k`), ``"global"`` ranks all
 #: logits together (:func:`~weightspace.models.ticket_vae.top_k_mask`).
@@ -246,13 +248,26 @@ class Tickets(Task):
 
     def build(self, spec: NetworkSpec) -> nn.Module:
         s = self.settings
-        return MaskVAE(
-            spec,
-            s["model"],
-            hidden_channels=tuple(s["hidden_channels"]),
-            latent_channels=int(s["latent_channels"]),
-            prior_seed=int(s.get("seed", 0)),
-        )
+
+        def make() -> MaskVAE:
+            return MaskVAE(
+                spec,
+                s["model"],
+                hidden_channels=tuple(s["hidden_channels"]),
+                latent_channels=int(s["latent_channels"]),
+                prior_seed=int(s.get("seed", 0)),
+            )
+
+        with torch.device("meta"):  # count first: HNP on wide inputs does not fit in memory
+            count = sum(p.numel() for p in make().parameters())
+        if count > MAX_PARAMETERS:
+            raise ValueError(
+                f"a {s['model']!r} mask model with hidden channels {tuple(s['hidden_channels'])} "
+                f"on {spec} would hold {count:,} parameters (over {MAX_PARAMETERS:,}): HNP "
+                "layers keep every input neuron apart, so they grow with the square of the "
+                f"{spec.widths[0]} inputs; use 'np' or 'pt', or fewer channels"
+            )
+        return make()
 
     def prepare(self, model: nn.Module, train: TicketSet) -> None:
         model.set_statistics(train.inits)  # type: ignore[operator]
