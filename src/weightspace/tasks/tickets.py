@@ -98,10 +98,10 @@ class TicketTrainConfig(TaskConfig):
     tickets: str
     model: str
     out: str
-    epochs: int = option(30, "passes over the training pairs", kw_only=True, type=base.positive_int)
+    epochs: int = option(15, "passes over the training pairs", kw_only=True, type=base.positive_int)
     batch_size: int = option(8, "pairs per step", kw_only=True, type=base.positive_int)
     hidden_channels: tuple[int, ...] = option(
-        (16, 16, 16), "NF-Layer channels before each stack's output layer", type=base.int_tuple
+        (8, 8, 8), "NF-Layer channels before each stack's output layer", type=base.int_tuple
     )
     latent_channels: int = option(5, "channels of the latent z", type=base.positive_int)
     kl_weight: float = option(1.0, "weight of the KL term of the ELBO", type=float)
