@@ -35,7 +35,8 @@ from weightspace.models.standardize import Standardized
 from weightspace.space.features import WeightSpaceFeatures, check_features
 from weightspace.space.spec import Mode, NetworkSpec
 
-__all__ = ["MaskVAE", "allocated_top_k", "check_mask", "mask_elbo", "mask_iou", "top_k_mask"]
+__all__ = ["MaskVAE", "allocated_top_k", "budgeted_mask", "check_mask", "mask_elbo", "mask_iou"]
+__all__ += ["top_k_mask"]
 
 
 def _check_positive_int(value: object, name: str, who: str) -> int:
@@ -475,16 +476,31 @@ def allocated_top_k(logits: WeightSpaceFeatures, sparsity: float) -> WeightSpace
         if torch.isnan(t).any():
             raise ValueError(f"{who}: logits {name} hold NaN; expected numbers to rank")
     shares = torch.stack([torch.sigmoid(f).sum(1) for f in flats], dim=1)
-    budgets = layer_budgets(shares, k, sizes)
-    dtype = logits.weights[0].dtype if logits.weights[0].is_floating_point() else torch.float32
+    return budgeted_mask(logits, layer_budgets(shares, k, sizes))
+
+
+def budgeted_mask(scores: WeightSpaceFeatures, budgets: Tensor) -> WeightSpaceFeatures:
+    """Keep, in each weight tensor of each network, its ``budgets[b, l]`` highest scores (ties:
+    the entry that comes first); biases are all kept.
+
+    Shapes
+    ------
+    - scores: 1-channel features on a spec with ``B`` networks and ``L`` weight tensors
+    - budgets: ``(B, L)`` integers
+    - output: 0/1 features of the same shapes, in the scores' dtype (float32 for integer scores)
+    """
+    spec, b = scores.spec, scores.batch_size
+    first = scores.weights[0]
+    dtype = first.dtype if first.is_floating_point() else torch.float32
     weights = []
-    for j, (f, shape) in enumerate(zip(flats, spec.weight_shapes)):
+    for j, (w, shape) in enumerate(zip(scores.weights, spec.weight_shapes)):
+        f = w.reshape(b, -1).detach().to("cpu")
         order = torch.sort(f, dim=1, descending=True, stable=True).indices
         rank = torch.empty_like(order)
         rank.scatter_(1, order, torch.arange(f.shape[1]).expand(b, -1).contiguous())
-        kept = rank < budgets[:, j : j + 1]
-        weights.append(kept.to(dtype).reshape(b, 1, *shape).to(logits.device))
-    biases = [torch.ones(b, 1, *s, dtype=dtype, device=logits.device) for s in spec.bias_shapes]
+        kept = rank < budgets[:, j : j + 1].to(rank.device)
+        weights.append(kept.to(dtype).reshape(b, 1, *shape).to(w.device))
+    biases = [torch.ones(b, 1, *s, dtype=dtype, device=first.device) for s in spec.bias_shapes]
     return WeightSpaceFeatures(weights, biases, spec)
 
 

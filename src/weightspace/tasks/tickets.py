@@ -47,6 +47,7 @@ from weightspace.io import write_safetensors
 from weightspace.models.ticket_vae import (
     MaskVAE,
     allocated_top_k,
+    budgeted_mask,
     layer_budgets,
     mask_elbo,
     mask_iou,
@@ -140,22 +141,12 @@ def _layer_magnitude(
     """Top-|init| masks with the training masks' kept share per tensor (``density``; a global
     top-|init| when a run predates it), rounded to the set's exact budget."""
     if density is None:
-        top = top_k_mask(inits.map(torch.abs), sparsity)
-        return top
+        return top_k_mask(inits.map(torch.abs), sparsity)
     b = inits.batch_size
     sizes = [w[0].numel() for w in inits.weights]
     k = round((1 - sparsity) * sum(sizes))
     shares = torch.tensor(density, dtype=torch.float64).mul(torch.tensor(sizes)).expand(b, -1)
-    budgets = layer_budgets(shares, k, sizes)
-    weights = []
-    for j, w in enumerate(inits.weights):
-        flat = w.reshape(b, -1).abs()
-        order = torch.sort(flat, dim=1, descending=True, stable=True).indices
-        kept = torch.zeros_like(flat)
-        for n in range(b):
-            kept[n, order[n, : int(budgets[n, j])]] = 1.0
-        weights.append(kept.view_as(w))
-    return WeightSpaceFeatures(weights, [torch.ones_like(x) for x in inits.biases], inits.spec)
+    return budgeted_mask(inits.map(torch.abs), layer_budgets(shares, k, sizes))
 
 
 def _as_features(masks: list[Tensor], like: WeightSpaceFeatures) -> WeightSpaceFeatures:
