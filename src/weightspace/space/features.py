@@ -242,24 +242,64 @@ class WeightSpaceFeatures:
 
     @classmethod
     def from_state_dicts(
-        cls, state_dicts: Sequence[Mapping[str, Tensor]], spec: NetworkSpec | None = None
+        cls,
+        state_dicts: Sequence[Mapping[str, Tensor]],
+        spec: NetworkSpec | None = None,
+        *,
+        template: nn.Module | None = None,
+        names: Sequence[str] | None = None,
     ) -> WeightSpaceFeatures:
-        """Stack state dicts of one architecture, whatever their key names (C = 1).
+        """Stack state dicts of one architecture (C = 1).
 
-        Entries are read in order: each tensor with two or more axes starts a layer (its weight,
+        With a ``template`` module of the architecture, each state dict is read by the template's
+        own key names, in the template's (traced) layer order, whatever the order of its keys:
+        every weight and bias key must be present, and no other key. Without one, entries are
+        read in order: each tensor with two or more axes starts a layer (its weight,
         ``(n_i, n_{i-1}, *kernel)``); a 1-D tensor right after it is its bias. A layer without
         a bias gets zeros.
+
+        ``names`` (one per state dict, e.g. file names) label the errors; the default is
+        ``state_dicts[n]``.
+
+        Raises
+        ------
+        ValueError
+            Naming the state dict and key: a missing or unexpected key, a tensor of the wrong
+            shape for the template, or architectures that differ between state dicts.
+        TypeError
+            For an entry that is not a tensor.
         """
         if not state_dicts:
             raise ValueError("WeightSpaceFeatures.from_state_dicts needs at least one state dict")
-        parsed = [_parse_state_dict(sd, f"state_dicts[{n}]") for n, sd in enumerate(state_dicts)]
+        labels = (
+            [f"state_dicts[{n}]" for n in range(len(state_dicts))] if names is None else list(names)
+        )
+        if len(labels) != len(state_dicts):
+            raise ValueError(
+                f"WeightSpaceFeatures.from_state_dicts: {len(labels)} names for "
+                f"{len(state_dicts)} state dicts"
+            )
+        if template is not None:
+            t_spec = NetworkSpec.from_module(template)
+            if spec is not None and spec != t_spec:
+                raise ValueError(
+                    f"WeightSpaceFeatures.from_state_dicts: template has weight space {t_spec}, "
+                    f"but spec is {spec}"
+                )
+            spec = t_spec
+            keys = module_keys(template)
+            parsed = [
+                _read_by_keys(sd, keys, spec, label) for sd, label in zip(state_dicts, labels)
+            ]
+        else:
+            parsed = [_parse_state_dict(sd, label) for sd, label in zip(state_dicts, labels)]
         first = [tuple(w.shape) for w, _ in parsed[0]]
         for n, layers in enumerate(parsed[1:], start=1):
             shapes = [tuple(w.shape) for w, _ in layers]
             if shapes != first:
                 raise ValueError(
-                    f"WeightSpaceFeatures.from_state_dicts: state_dicts[{n}] has weight shapes "
-                    f"{shapes}, but state_dicts[0] has {first}"
+                    f"WeightSpaceFeatures.from_state_dicts: {labels[n]} has weight shapes "
+                    f"{shapes}, but {labels[0]} has {first}"
                 )
         L = len(first)
         weights = [torch.stack([p[i][0] for p in parsed]).unsqueeze(1) for i in range(L)]
@@ -283,10 +323,7 @@ class WeightSpaceFeatures:
                 raise ValueError(
                     f"template module has weight space {spec}, features have {self.spec}"
                 )
-            return [
-                (_join(name, "weight"), None if layer.bias is None else _join(name, "bias"))
-                for name, layer in weight_layers(template)
-            ]
+            return module_keys(template)
         keys = list(template)
         if len(keys) != 2 * L:
             raise ValueError(
@@ -370,6 +407,18 @@ def check_features(x: object, spec: NetworkSpec, channels: int, who: str) -> Wei
     return x
 
 
+def module_keys(module: nn.Module) -> list[tuple[str, str | None]]:
+    """``(weight_key, bias_key)`` of each weight layer of ``module``, in its (traced) layer order.
+
+    The keys are the module's own state-dict names; ``bias_key`` is ``None`` for a layer built
+    without a bias.
+    """
+    return [
+        (_join(name, "weight"), None if layer.bias is None else _join(name, "bias"))
+        for name, layer in weight_layers(module)
+    ]
+
+
 def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
@@ -433,6 +482,48 @@ def _permute_axis(x: Tensor, perm: Tensor | None, axis: int) -> Tensor:
     shape[axis] = perm.shape[1]
     index = perm.reshape(shape).expand(*x.shape[:axis], perm.shape[1], *x.shape[axis + 1 :])
     return x.gather(axis, index)
+
+
+def _read_by_keys(
+    sd: Mapping[str, Tensor],
+    keys: Sequence[tuple[str, str | None]],
+    spec: NetworkSpec,
+    where: str,
+) -> list[tuple[Tensor, Tensor]]:
+    """One state dict read by a template's ``(weight_key, bias_key)`` per layer, checked."""
+    if not isinstance(sd, Mapping):
+        raise TypeError(
+            f"{where}: expected a state dict (a mapping of names to tensors), got {type(sd).__name__}"
+        )
+    wanted = [k for pair in keys for k in pair if k is not None]
+    missing = [k for k in wanted if k not in sd]
+    if missing:
+        raise ValueError(
+            f"{where}: missing key(s) {missing} of the template; it has {sorted(sd)[:8]}"
+        )
+    extra = sorted(set(sd) - set(wanted))
+    if extra:
+        raise ValueError(
+            f"{where}: unexpected key(s) {extra[:8]}; the template's weight space has only {wanted}"
+        )
+    out = []
+    for (w_key, b_key), w_spec, b_spec in zip(
+        keys, spec.tensors[: spec.num_layers], spec.tensors[spec.num_layers :]
+    ):
+        tensors = [(w_key, w_spec.shape)] + ([(b_key, b_spec.shape)] if b_key else [])
+        for key, shape in tensors:
+            value = sd[key]
+            if not isinstance(value, Tensor):
+                raise TypeError(f"{where}[{key!r}]: expected a tensor, got {type(value).__name__}")
+            if tuple(value.shape) != shape:
+                raise ValueError(
+                    f"{where}[{key!r}]: shape {tuple(value.shape)}, expected {shape} for "
+                    f"{w_spec.name if key == w_key else b_spec.name} of {spec}"
+                )
+        w = sd[w_key].detach()
+        b = sd[b_key].detach() if b_key else w.new_zeros(w.shape[0])
+        out.append((w, b))
+    return out
 
 
 def _parse_state_dict(sd: Mapping[str, Tensor], where: str) -> list[tuple[Tensor, Tensor]]:
