@@ -13,10 +13,10 @@ from typing import Literal
 
 from torch import nn
 
+from weightspace.space.trace import trace_module
+
 Mode = Literal["np", "hnp"]
 MODES: tuple[str, ...] = ("np", "hnp")
-
-_CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 def check_mode(mode: str) -> Mode:
@@ -187,19 +187,33 @@ class NetworkSpec:
     # --------------------------------------------------------- construction
     @classmethod
     def from_module(cls, module: nn.Module) -> NetworkSpec:
-        """Read the weight space of a feedforward ``nn.Sequential``.
+        """Read the weight space of a feedforward module.
 
-        Accepts (nested) ``nn.Sequential`` containers of ``nn.Linear``, ``nn.Conv1d/2d/3d`` and
-        parameter-free modules (activations, dropout, pooling, flatten, user-defined ones). Convs
-        must come before dense layers, and the first dense layer after a conv must take the conv's
-        channels as its features (global pooling in between).
+        Accepts ``nn.Linear`` / ``nn.Conv1d/2d/3d`` layers, (nested) ``nn.Sequential`` containers
+        of them and of parameter-free modules, and any ``nn.Module`` whose forward is a chain of
+        such layers and parameter-free operations (traced with ``torch.fx``: ``torch.relu``,
+        ``F.gelu``, ``x.flatten(1)``, ``F.adaptive_avg_pool2d`` are fine). Layers are read in the
+        order forward calls them. Convs must come before dense layers, and the first dense layer
+        after a conv must take the conv's channels as its features (global pooling in between).
+
+        Examples
+        --------
+        >>> class MLP(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.fc2, self.fc1 = nn.Linear(8, 3), nn.Linear(4, 8)
+        ...     def forward(self, x):
+        ...         return self.fc2(torch.relu(self.fc1(x)))
+        >>> NetworkSpec.from_module(MLP()).widths
+        (4, 8, 3)
 
         Raises
         ------
         ValueError
-            Naming the module that breaks the neuron-permutation structure (normalisation layers
-            with parameters or buffers, residual blocks, attention, embeddings, grouped convs, …)
-            or whose sizes do not chain.
+            Naming the module or node that breaks the neuron-permutation structure (a residual
+            connection, a concatenation, normalisation layers with parameters or buffers,
+            attention, embeddings, grouped convs, a tensor slice, …), a module ``torch.fx``
+            cannot trace, or layers whose sizes do not chain.
         """
         layers = list(weight_layers(module))
         if not layers:
@@ -268,41 +282,14 @@ class NetworkSpec:
         return f"NetworkSpec(widths={self.widths}, kernels=({kinds}), params={self.num_params})"
 
 
-def weight_layers(module: nn.Module, prefix: str = "") -> Iterator[tuple[str, nn.Module]]:
+def weight_layers(module: nn.Module) -> Iterator[tuple[str, nn.Module]]:
     """Yield ``(qualified_name, layer)`` for the Linear/Conv layers of a feedforward module.
 
+    Layers come in the order the module's forward calls them (:func:`~weightspace.space.trace.
+    trace_module`: ``nn.Sequential`` trees directly, any other module traced with ``torch.fx``).
     The qualified name is the layer's state-dict prefix (``""`` for a bare layer).
 
-    Raises ``ValueError`` naming any module that does not fit the feedforward weight-space
-    structure.
+    Raises ``ValueError`` naming any module or node that does not fit the feedforward
+    weight-space structure.
     """
-    if isinstance(module, nn.Sequential):
-        for name, child in module.named_children():
-            yield from weight_layers(child, f"{prefix}{name}.")
-        return
-    qualified = prefix.rstrip(".")  # "" for a bare layer: its state-dict keys have no prefix
-    name = qualified or type(module).__name__
-    if isinstance(module, (nn.Linear, *_CONV_TYPES)):
-        extra = {n for n, _ in module.named_parameters()} - {"weight", "bias"}
-        if extra or any(True for _ in module.buffers()):
-            raise ValueError(
-                f"NetworkSpec.from_module: {name!r} ({type(module).__name__}) carries parameters "
-                f"or buffers beyond weight and bias ({sorted(extra)}); they have no place in the "
-                "weight space"
-            )
-        if isinstance(module, _CONV_TYPES) and module.groups != 1:
-            raise ValueError(
-                f"NetworkSpec.from_module: {name!r} ({module}) is a grouped convolution "
-                f"(groups={module.groups}); only groups=1 fits the neuron-permutation structure"
-            )
-        yield qualified, module
-        return
-    has_params = any(True for _ in module.parameters())
-    has_buffers = any(True for _ in module.buffers())
-    if has_params or has_buffers:
-        what = "parameters" if has_params else "buffers"
-        raise ValueError(
-            f"NetworkSpec.from_module: module {name!r} ({type(module).__name__}) has {what} but is "
-            "not nn.Linear or nn.Conv1d/2d/3d; normalisation layers, residual blocks, attention "
-            "and embeddings break the neuron-permutation structure"
-        )
+    yield from trace_module(module).layers
