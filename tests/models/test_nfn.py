@@ -13,6 +13,7 @@ from weightspace.nn import (
     NPLinear,
     NPPool,
     PointwiseLinear,
+    StatsPool,
 )
 from weightspace.nn.encoding import GaussianFourierFeatures, LearnedIOEncoding, SinusoidalIOEncoding
 from weightspace.testing import (
@@ -64,6 +65,25 @@ def test_invariant_np_with_io_encoding_is_hnp_but_not_np_invariant(spec, io_enco
         # Control: permuting the inputs is no longer a symmetry of the model.
         err = invariance_error(model, spec, perturb=lambda x, g: x.permute(moving_inputs(spec, g)))
         assert err > 1e-6
+
+
+@HYPOTHESIS
+@given(spec=SPECS, mode=st.sampled_from(["hnp", "np"]))
+def test_invariant_with_the_stats_pool_keeps_its_symmetry(spec, mode):
+    torch.manual_seed(0)
+    model = InvariantNFN(spec, mode, io_encoding=None, pool="stats", **SMALL)
+    assert isinstance(model.pool, StatsPool)
+    assert model.head.in_features == model.pool.output_size(4)
+    assert_invariant(model, spec, mode)
+    if spec.num_layers >= 2 and spec.widths[1] >= 2:
+        # Control: an inconsistent permutation changes the network, and the model sees it.
+        err = invariance_error(model, spec, perturb=lambda x, g: inconsistent_permutation(x, 1, g))
+        assert err > 1e-6
+
+
+def test_invariant_rejects_an_unknown_pool():
+    with pytest.raises(ValueError, match=r"pool must be one of \('mean', 'stats'\)"):
+        InvariantNFN(NetworkSpec((2, 3, 1)), "hnp", pool="max", **SMALL)
 
 
 @HYPOTHESIS

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from weightspace.nn.activation import Activation, ChannelDropout
 from weightspace.nn.encoding import GaussianFourierFeatures, LearnedIOEncoding, SinusoidalIOEncoding
 from weightspace.nn.linear import HNPLinear, NPLinear, PointwiseLinear
-from weightspace.nn.pool import HNPPool, NPPool
+from weightspace.nn.pool import HNPPool, NPPool, StatsPool
 from weightspace.space.features import WeightSpaceFeatures, check_features
 from weightspace.space.spec import Mode, NetworkSpec, check_mode
 
@@ -33,6 +33,9 @@ _LAYERS: dict[str, type[nn.Module]] = {
     "hnp": HNPLinear,
     "pt": PointwiseLinear,
 }
+
+#: The invariant read-outs of :class:`InvariantNFN`.
+POOLS: tuple[str, ...] = ("mean", "stats")
 
 
 class MLPHead(nn.Sequential):
@@ -216,6 +219,10 @@ class InvariantNFN(nn.Module):
     channel_dropout:
         Probability of a :class:`~weightspace.nn.ChannelDropout` after each NF-Layer's
         activation, which drops whole channels of a network in training (no module when 0).
+    pool:
+        ``"mean"``: :class:`~weightspace.nn.NPPool` / :class:`~weightspace.nn.HNPPool`;
+        ``"stats"``: :class:`~weightspace.nn.StatsPool` (mean, standard deviation and quantiles
+        of the last NF-Layer's channels, per tensor).
 
     Shapes
     ------
@@ -237,10 +244,13 @@ class InvariantNFN(nn.Module):
         dropout: float = 0.0,
         activation: ActivationArg = "relu",
         channel_dropout: float = 0.0,
+        pool: str = "mean",
     ) -> None:
         super().__init__()
         check_mode(mode)
         _check_channel_dropout(channel_dropout, "InvariantNFN")
+        if pool not in POOLS:
+            raise ValueError(f"InvariantNFN: pool must be one of {POOLS}, got {pool!r}")
         if not hidden_channels:
             raise ValueError("InvariantNFN: hidden_channels needs at least one NF-Layer width")
         self.spec, self.mode = spec, mode
@@ -251,7 +261,10 @@ class InvariantNFN(nn.Module):
         widths = [channels, *hidden_channels]
         layers = _nf_layers(spec, mode, widths, activation, True, channel_dropout)
         self.encoder = nn.Sequential(*front, *layers)
-        self.pool = NPPool(spec) if mode == "np" else HNPPool(spec)
+        if pool == "stats":
+            self.pool: nn.Module = StatsPool(spec, mode)
+        else:
+            self.pool = NPPool(spec) if mode == "np" else HNPPool(spec)
         self.head = MLPHead(
             self.pool.output_size(hidden_channels[-1]), head_hidden, out_features, dropout
         )

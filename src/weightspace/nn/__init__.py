@@ -3,7 +3,7 @@
 from weightspace.nn.activation import Activation, ChannelDropout, ChannelNorm, get_activation
 from weightspace.nn.encoding import GaussianFourierFeatures, LearnedIOEncoding, SinusoidalIOEncoding
 from weightspace.nn.linear import HNPLinear, NPLinear, PointwiseLinear
-from weightspace.nn.pool import HNPPool, NPPool
+from weightspace.nn.pool import HNPPool, NPPool, StatsPool
 from weightspace.nn.probe import ProbeFeatures
 
 __all__ = [
@@ -19,5 +19,6 @@ __all__ = [
     "PointwiseLinear",
     "ProbeFeatures",
     "SinusoidalIOEncoding",
+    "StatsPool",
     "get_activation",
 ]
