@@ -494,14 +494,13 @@ def import_zoo(
         codes = {code: name for name, code in SPLITS.items()}
         splits = [codes[int(c)] for c in fixed_split(n, split_seed)]
 
-    first: list[tuple[str, NetworkSpec]] = []  # the first file's name and weight space
+    first: list[tuple[str, NetworkSpec]] = []  # the first file and its weight space
 
     def read(p: Path) -> WeightSpaceFeatures:
         label = repr(str(p))
+        state = read_checkpoint(p)
         try:
-            x = WeightSpaceFeatures.from_state_dicts(
-                [read_checkpoint(p)], template=module, names=[label]
-            )
+            x = WeightSpaceFeatures.from_state_dicts([state], template=module, names=[label])
         except TypeError as err:
             raise ValueError(str(err)) from None
         except ValueError as err:
@@ -511,10 +510,10 @@ def import_zoo(
                 f"{err}; pass a template (--module pkg.mod:Factory) to read keys by name"
             ) from None
         if not first:
-            first.append((p.name, x.spec))
+            first.append((label, x.spec))
         elif x.spec != first[0][1]:
             raise ValueError(
-                f"mixed architectures: {label} has weight space {x.spec}, but {first[0][0]!r} has "
+                f"mixed architectures: {label} has weight space {x.spec}, but {first[0][0]} has "
                 f"{first[0][1]}; a zoo holds networks of one architecture"
             )
         return x
