@@ -261,6 +261,7 @@ def _zoo_import(args: argparse.Namespace) -> None:
         target_column=args.target,
         activation=args.activation,
         split_seed=args.split_seed,
+        module_name=args.module,
     )
     print(f"zoo: {path}")
 

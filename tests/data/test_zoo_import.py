@@ -423,6 +423,7 @@ def test_cli_zoo_import_with_module_and_its_errors(factories, tmp_path, capsys):
         zoo.features.weights[0], WeightSpaceFeatures.from_modules(modules).weights[0]
     )
     assert zoo.metadata[0]["activation"] == "relu"
+    assert zoo.info["template"] == f"{factories}:mlp"
     assert main([*argv[:-1], "zoo2", "--module", f"{factories}:nope"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "has no attribute 'nope'" in err

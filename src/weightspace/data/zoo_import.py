@@ -413,6 +413,7 @@ def import_zoo(
     target_column: str | None = None,
     activation: str | None = None,
     split_seed: int | None = None,
+    module_name: str | None = None,
     chunk_size: int = CHUNK_SIZE,
     progress: bool = True,
 ) -> Path:
@@ -440,6 +441,9 @@ def import_zoo(
     split_seed:
         Draw :func:`~weightspace.data.container.fixed_split` 70/15/15 with this seed now and
         record it; ``None`` (and no ``split`` column) leaves the split to the loader's seed.
+    module_name:
+        How ``module`` was named (``"pkg.mod:Factory"``), recorded in ``zoo.json`` as
+        ``"template"``; by default its class (``"torch.nn.modules.container:Sequential"``).
     chunk_size:
         Networks per chunk file.
     progress:
@@ -531,7 +535,7 @@ def import_zoo(
         "target": column,
         "split": "csv" if has_split else ("split_seed" if split_seed is not None else None),
         "split_seed": split_seed,
-        "template": None if module is None else _qualname(module),
+        "template": None if module is None else (module_name or _qualname(module)),
         "activation": activation,
         "weightspace_version": __version__,
     }
