@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from tests.nets import cnn
 from weightspace import NetworkSpec, WeightSpaceFeatures
 from weightspace.cli import main
 from weightspace.data.container import SPLITS, fixed_split
@@ -26,6 +27,7 @@ from weightspace.data.zoo_import import (
     module_from_factory,
     read_checkpoint,
 )
+from weightspace.tasks.generalization import GeneralizationConfig, run_generalization
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -490,3 +492,25 @@ def test_train_generalization_and_evaluate_on_an_imported_zoo(tmp_path, capsys):
         evaluated = json.loads((run / "eval" / "zoo" / "metrics.json").read_text())
         assert evaluated["kendall_tau"] == pytest.approx(metrics["kendall_tau"])
         assert evaluated["mae"] == pytest.approx(metrics["mae"])
+
+
+def test_a_cnn_zoo_imports_with_its_kernels_and_probe_models_refuse_it(tmp_path):
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    modules = []
+    for i in range(20):
+        torch.manual_seed(i)
+        modules.append(cnn(2))
+        save(modules[-1].state_dict(), folder / f"cnn{i:02d}.safetensors")
+    rows = [[f"cnn{i:02d}", 0.05 * i] for i in range(20)]
+    write_csv(tmp_path / "t.csv", ["name", "acc"], rows)
+    out = import_zoo(
+        folder, tmp_path / "t.csv", tmp_path / "zoo", activation="relu", progress=False
+    )
+    zoo = load_zoo(out)
+    assert zoo.spec == NetworkSpec.from_module(cnn(2)) and zoo.spec.is_cnn
+    expected = WeightSpaceFeatures.from_modules(modules)
+    assert all(torch.equal(a, b) for a, b in zip(zoo.features.tensors, expected.tensors))
+    config = GeneralizationConfig(zoo=str(out), model="probe", out=str(tmp_path / "run"), epochs=1)
+    with pytest.raises(ValueError, match=r"input size of the imported CNNs.*hnp, np, statnet"):
+        run_generalization(config, progress=False)
