@@ -143,7 +143,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Tensor]:
         except Exception as err:  # UnpicklingError, RuntimeError (bad zip), EOFError, …
             raise ValueError(
                 f"{where} cannot be read with torch.load(weights_only=True): {_refusal(err)}; "
-                "expected a state dict of tensors saved with torch.save (or save it with "
+                "expected a state dict of tensors (torch.save(model.state_dict(), path), or "
                 "safetensors)"
             ) from None
         if isinstance(obj, Mapping):
@@ -368,9 +368,7 @@ def _checkpoint_files(folder: Path) -> list[Path]:
 
 def _match(files: Sequence[Path], rows: Sequence[_Row], targets: Path) -> list[_Row]:
     """The CSV row of each file (in file order); every file needs one and every row a file."""
-    by_name: dict[str, Path] = {}
-    for p in files:
-        by_name[p.name] = by_name[p.stem] = p
+    by_name = {p.stem: p for p in files} | {p.name: p for p in files}  # full names win
     of_file: dict[Path, _Row] = {}
     orphans = []
     for row in rows:
@@ -699,9 +697,6 @@ def read_imported_zoo(
     return Zoo(spec, features, accuracy, metadata, split, info)
 
 
-_ROW_KEYS = ("index", "name", "file", "target", "split", "activation", "columns")
-
-
 def _flat_row(row: dict[str, Any], target: str, path: Path) -> tuple[dict[str, Any], float, Any]:
     """One network's row flattened to strings and numbers; its target and recorded split."""
     index = row.get("index")
@@ -730,7 +725,7 @@ def _flat_row(row: dict[str, Any], target: str, path: Path) -> tuple[dict[str, A
     for key, text in columns.items():
         number = _number(text) if isinstance(text, str) else None
         flat[str(key)] = number if number is not None else str(text)
-    flat.update({key: row[key] for key in _ROW_KEYS[:3] if key in row})
+    flat.update(index=index, name=row.get("name"), file=row.get("file"))
     flat[target] = float(value)
     if split is not None:
         flat["split"] = split
