@@ -48,6 +48,28 @@ def test_parse_zoo_evaluate_demo():
     assert (args.out, args.networks, args.epochs) == ("runs/demo", None, None)
 
 
+def test_parse_zoo_import_beside_zoo_generation():
+    parser = build_parser()
+    argv = ["zoo", "import", "--checkpoints", "c", "--targets", "t.csv", "--out", "z"]
+    args = parser.parse_args([*argv, "--module", "m:F", "--split-seed", "3"])
+    assert (args.zoo_command, args.checkpoints, args.targets, args.out) == (
+        "import",
+        "c",
+        "t.csv",
+        "z",
+    )
+    assert (args.module, args.target, args.activation, args.split_seed) == ("m:F", None, None, 3)
+    assert args.handler.__name__ == "_zoo_import"
+    args = parser.parse_args(["zoo", "--dataset", "digits", "--networks", "5", "--out", "z"])
+    assert args.zoo_command is None and args.handler.__name__ == "_zoo"
+
+
+def test_zoo_without_dataset_names_the_missing_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["zoo", "--networks", "5"])
+    assert "required: --dataset, --out" in capsys.readouterr().err
+
+
 INR_NP = ["train", "inr-classify", "--inrs", "i", "--model", "np", "--out", "r"]
 
 
@@ -61,6 +83,22 @@ INR_NP = ["train", "inr-classify", "--inrs", "i", "--model", "np", "--out", "r"]
         ["train", "generalization", "--zoo", "z", "--model", "hnp", "--out", "r", "--lr", "-1"],
         ["evaluate", "--run", "r"],  # no data to evaluate on
         ["zoo", "--dataset", "digits", "--networks", "many", "--out", "z"],
+        ["zoo", "--networks", "5", "--out", "z"],  # no --dataset, no import
+        ["zoo"],
+        ["zoo", "import", "--checkpoints", "c", "--out", "z"],  # no --targets
+        [
+            "zoo",
+            "import",
+            "--checkpoints",
+            "c",
+            "--targets",
+            "t",
+            "--out",
+            "z",
+            "--split-seed",
+            "x",
+        ],
+        ["zoo", "export", "--out", "z"],
         ["inr"],  # no action
         ["inr", "fit", "--dataset", "digits"],  # no --out
         ["inr", "show", "--inrs", "i", "--out", "p.png", "--n", "0"],

@@ -3,6 +3,8 @@
 ::
 
     weightspace zoo --dataset NAME --networks N --out DIR [--seed S] [--epochs E]
+    weightspace zoo import --checkpoints DIR --targets FILE.csv --out ZOO [--module pkg.mod:F]
+                           [--target COLUMN] [--activation NAME] [--split-seed S]
     weightspace train generalization --zoo DIR --model hnp|np|statnet|mlp --out RUN [--seed S]
                                      [--epochs E]
     weightspace inr fit --dataset NAME --out DIR [--seed S] [--limit N] [--augment K] [--steps T]
@@ -20,7 +22,8 @@
     weightspace demo [--out DIR] [--networks N] [--epochs E] [--dataset NAME] [--zoo-epochs E]
 
 Each command parses its arguments into a config and calls one function
-(:func:`~weightspace.data.zoo.generate_zoo`, :func:`~weightspace.data.inr.fit_inrs`,
+(:func:`~weightspace.data.zoo.generate_zoo`, :func:`~weightspace.data.zoo_import.import_zoo`,
+:func:`~weightspace.data.inr.fit_inrs`,
 :func:`~weightspace.data.inr.show_grid`, :func:`~weightspace.tasks.demo.run_demo`).
 ``train`` and ``evaluate`` are generated from :data:`weightspace.tasks.registry.TASKS`: one
 ``train COMMAND`` per task, whose options and defaults are its config dataclass's fields, calling
@@ -52,28 +55,80 @@ EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` (its sub-parsers are too) whose ``required_unless = (dest,
+    options)`` makes ``options`` required when the sub-command ``dest`` is absent:
+    ``weightspace zoo --dataset ...`` generates, ``weightspace zoo import ...`` does not need it."""
+
+    required_unless: tuple[str, tuple[str, ...]] | None = None
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        namespace, extras = super().parse_known_args(args, namespace)
+        if self.required_unless is not None:
+            dest, options = self.required_unless
+            if getattr(namespace, dest, None) is None:
+                missing = [
+                    option
+                    for option in options
+                    if getattr(namespace, self._option_string_actions[option].dest) is None
+                ]
+                if missing:
+                    self.error(f"the following arguments are required: {', '.join(missing)}")
+        return namespace, extras
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``weightspace`` (its subcommands set ``args.handler``)."""
     from weightspace import __version__
     from weightspace.tasks.registry import TASKS
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="weightspace",
         description="Neural functional networks: learn from the weights of other networks.",
     )
     parser.add_argument("--version", action="version", version=f"weightspace {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    zoo = commands.add_parser("zoo", help="train a zoo of small CNNs on an image dataset")
-    zoo.add_argument("--dataset", required=True, help="mnist, fashion-mnist or digits")
-    zoo.add_argument("--networks", required=True, type=positive_int, help="how many CNNs")
-    zoo.add_argument("--out", required=True, help="folder of the zoo (resumed if it exists)")
+    zoo = commands.add_parser(
+        "zoo",
+        help="train a zoo of small CNNs on an image dataset (or `zoo import` your own networks)",
+        usage=(
+            "weightspace zoo --dataset NAME --networks N --out DIR [options]\n"
+            "       weightspace zoo import --checkpoints DIR --targets FILE.csv --out ZOO "
+            "[options]"
+        ),
+    )
+    # Required unless `import` follows (checked by _Parser): `zoo --dataset ...` generates.
+    zoo.add_argument("--dataset", help="mnist, fashion-mnist or digits (required)")
+    zoo.add_argument("--networks", type=positive_int, help="how many CNNs (required)")
+    zoo.add_argument("--out", help="folder of the zoo, resumed if it exists (required)")
+    zoo.required_unless = ("zoo_command", ("--dataset", "--networks", "--out"))
     zoo.add_argument("--seed", type=int, default=0)
     zoo.add_argument("--epochs", type=positive_int, default=None, help="epochs per CNN")
     zoo.add_argument("--chunk-size", type=positive_int, default=None, help="CNNs per file")
     zoo.add_argument("--limit-train", type=positive_int, default=None, help="training images")
     zoo.add_argument("--limit-test", type=positive_int, default=None, help="test images")
     zoo.set_defaults(handler=_zoo)
+    zoo_commands = zoo.add_subparsers(dest="zoo_command", metavar="import")
+    imp = zoo_commands.add_parser(
+        "import", help="a zoo from your own checkpoints (.safetensors, .pt) and a CSV of targets"
+    )
+    imp.add_argument("--checkpoints", required=True, help="folder of .safetensors/.pt/.pth files")
+    imp.add_argument(
+        "--targets", required=True, help="CSV: name (file name), target column, optional split"
+    )
+    imp.add_argument("--out", required=True, help="zoo folder to create (new or empty)")
+    imp.add_argument(
+        "--module", default=None, help="pkg.mod:Factory building a template: keys read by name"
+    )
+    imp.add_argument("--target", default=None, help="CSV column of the target (first numeric)")
+    imp.add_argument("--activation", default=None, help="the networks' activation (relu, tanh…)")
+    imp.add_argument(
+        "--split-seed", type=int, default=None, help="draw the 70/15/15 split now with this seed"
+    )
+    imp.set_defaults(handler=_zoo_import)
 
     inr = commands.add_parser("inr", help="fit one SIREN per image, and look at them")
     inr_commands = inr.add_subparsers(dest="inr_command", required=True, metavar="ACTION")
@@ -191,6 +246,23 @@ def _zoo(args: argparse.Namespace) -> None:
         **{k: v for k, v in options.items() if v is not None},
     )
     path = generate_zoo(config)
+    print(f"zoo: {path}")
+
+
+def _zoo_import(args: argparse.Namespace) -> None:
+    from weightspace.data.zoo_import import import_zoo, module_from_factory
+
+    module = None if args.module is None else module_from_factory(args.module)
+    path = import_zoo(
+        args.checkpoints,
+        args.targets,
+        args.out,
+        module=module,
+        target_column=args.target,
+        activation=args.activation,
+        split_seed=args.split_seed,
+        module_name=args.module,
+    )
     print(f"zoo: {path}")
 
 

@@ -656,7 +656,12 @@ def generate_zoo(config: ZooConfig, *, progress: bool = True, threads: int | Non
 
 # -------------------------------------------------------------------- loading
 def load_zoo(path: str | os.PathLike[str], *, epoch: int | None = None, split_seed: int = 0) -> Zoo:
-    """Read a zoo that :func:`generate_zoo` wrote.
+    """Read a zoo that :func:`generate_zoo` wrote, or that ``weightspace zoo import`` built.
+
+    An imported zoo (``"source": "import"`` in ``zoo.json``) is read by
+    :func:`~weightspace.data.zoo_import.read_imported_zoo`: any spec, its target column as
+    ``test_accuracy``, the split its CSV recorded (else ``fixed_split`` with ``split_seed``), and
+    no epochs. What follows is about generated zoos.
 
     Parameters
     ----------
@@ -685,8 +690,12 @@ def load_zoo(path: str | os.PathLike[str], *, epoch: int | None = None, split_se
         the stored networks, metrics that are not numbers or accuracies outside [0, 1] (naming
         the network), tensors of another architecture, or an ``epoch`` that was not saved.
     """
+    from weightspace.data import zoo_import
+
     store = ChunkStore(path, ZOO_STORE)
     header = store.read_header()
+    if header.get("source") == zoo_import.IMPORT_SOURCE:
+        return zoo_import.read_imported_zoo(path, epoch=epoch, split_seed=split_seed)
     header_path = store.header_path
     spec = header_spec(header, header_path)
     if spec != ZOO_SPEC:

@@ -29,6 +29,7 @@ from weightspace import viz
 from weightspace.data.container import Zoo
 from weightspace.data.images import IMAGE_SHAPES
 from weightspace.data.zoo import PADDING, STRIDE, ZOO_FORMAT
+from weightspace.data.zoo_import import IMPORT_SOURCE
 from weightspace.models.probe import HybridModel, ProbeModel
 from weightspace.nn.activation import get_activation
 from weightspace.nn.probe import PROBE_GENERATORS
@@ -206,7 +207,7 @@ class Generalization(Task):
     help = "predict each network's test accuracy from its weights"
     config_class = GeneralizationConfig
     data_field, noun, unit = "zoo", "zoo", "networks"
-    data_help = "zoo folder (generated or the Small CNN Zoo)"
+    data_help = "zoo folder (generated, imported, or the Small CNN Zoo)"
     cli_fields = ("seed", "epochs", "batch_size", "lr", "patience", "warmup_steps", "train_limit")
     cli_fields += ("augment",)
     cli_fields += ("probes", "probe_generator", "zoo_kind", "device")
@@ -325,7 +326,8 @@ class Generalization(Task):
         metrics: dict[str, Any] = {**regression_metrics(predicted, actual), "n_test": len(test)}
         if out is not None:
             tau = f"Kendall τ = {metrics['kendall_tau']:.3f}, n = {len(test)}"
-            labels = {"xlabel": "actual test accuracy", "ylabel": "predicted test accuracy"}
+            target = str(test.info.get("target") or "test accuracy")  # an imported zoo's column
+            labels = {"xlabel": f"actual {target}", "ylabel": f"predicted {target}"}
             viz.scatter(predicted, actual, out / "scatter.png", title=f"{title}\n{tau}", **labels)
             rows = zip(actual.tolist(), predicted.tolist())
             runner.write_csv(["actual", "predicted"], rows, out / "predictions.csv")
@@ -335,11 +337,18 @@ class Generalization(Task):
 def _probe_input(data: Zoo, where: str) -> dict[str, Any]:
     """The probe images' shape and the convs' stride and padding of the zoo's networks."""
     source, dataset = data.info.get("source"), data.info.get("dataset")
+    if source == IMPORT_SOURCE and not data.spec.is_cnn:  # an MLP's input is its n_0 features
+        return {"shape": [], "stride": 1, "padding": 0}
     if source == ZOO_FORMAT and dataset in IMAGE_SHAPES:
         return {"shape": list(IMAGE_SHAPES[dataset][1:]), "stride": STRIDE, "padding": PADDING}
     if source == "small-cnn-zoo" and dataset in SMALL_CNN_ZOO_SIDES:
         side = SMALL_CNN_ZOO_SIDES[str(dataset)]
         return {"shape": [side, side], "stride": 2, "padding": 0}
+    if source == IMPORT_SOURCE:
+        raise ValueError(
+            f"zoo {where!r}: a probe model needs the input size of the imported CNNs, which the "
+            "zoo does not record; use hnp, np, statnet or mlp"
+        )
     raise ValueError(
         f"zoo {where!r}: a probe model needs the networks' input size, unknown for a "
         f"{source!r} zoo of dataset {dataset!r}"

@@ -78,7 +78,7 @@ ZOO_FOLDERS = FolderKinds(
         "weightspace": lambda p: (p / zoo_store.ZOO_FILE).exists(),
     },
     f"{' + '.join(SMALL_CNN_ZOO_FILES)} (the Small CNN Zoo) or {zoo_store.ZOO_FILE} "
-    "(a zoo written by `weightspace zoo`)",
+    "(a zoo written by `weightspace zoo` or `weightspace zoo import`)",
 )
 INR_FOLDERS = FolderKinds(
     "INR folder",

@@ -393,28 +393,14 @@ def run_tickets(
 
 
 # ------------------------------------------------------------------ predict for a user's init
-def _layer_order(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
-    """A state dict read from safetensors (keys sorted as text: ``10.bias`` before ``2.bias``)
-    back in layer order: modules by their numbered path (``fc2`` before ``fc10``), each weight
-    before its bias."""
-    import re
-
-    def key(name: str) -> tuple[Any, ...]:
-        module, _, leaf = name.rpartition(".")
-        parts = tuple(
-            (0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", module) if p
-        )
-        return (parts, 0 if leaf == "weight" else 1, leaf)
-
-    return {k: tensors[k] for k in sorted(tensors, key=key)}
-
-
 def _read_init(path: Path, spec: NetworkSpec) -> tuple[WeightSpaceFeatures, bool]:
     """An init file as features, and whether it holds a batch: tensors named like the spec
     (``W1`` … ``bL``; one network, or a batch on a leading axis), or the state dict of one
     network's ``nn.Linear`` layers in order (``0.weight``, ``0.bias``, …)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
+
+    from weightspace.data.zoo_import import layer_order
 
     if not path.is_file():
         raise ValueError(f"init file {str(path)!r} does not exist")
@@ -439,7 +425,7 @@ def _read_init(path: Path, spec: NetworkSpec) -> tuple[WeightSpaceFeatures, bool
             parts.append(x.to(torch.float32))
     else:
         try:
-            features = WeightSpaceFeatures.from_state_dicts([_layer_order(tensors)], spec)
+            features = WeightSpaceFeatures.from_state_dicts([layer_order(tensors)], spec)
         except ValueError as err:
             raise ValueError(
                 f"init file {str(path)!r} is not an init of the run's networks ({spec}): {err}"
