@@ -358,6 +358,7 @@ def test_folder_and_output_errors(tmp_path):
 
 
 FACTORIES = """
+import torch
 from torch import nn
 
 def mlp():
@@ -366,6 +367,17 @@ def mlp():
 class Net(nn.Sequential):
     def __init__(self):
         super().__init__(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3))
+
+class Custom(nn.Module):
+    # A user's model class: fc2 registered first, a functional activation.
+
+    def __init__(self):
+        super().__init__()
+        self.fc2 = nn.Linear(6, 3)
+        self.fc1 = nn.Linear(4, 6)
+
+    def forward(self, x):
+        return self.fc2(torch.tanh(self.fc1(x)))
 
 def needs_args(width):
     return nn.Linear(4, width)
@@ -434,6 +446,36 @@ def test_cli_zoo_import_with_module_and_its_errors(factories, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["zoo", "import", "--checkpoints", "ckpt", "--out", "zoo2"])  # no --targets
     assert "--targets" in capsys.readouterr().err
+
+
+def test_import_with_a_custom_module_class_reads_forward_order_and_its_activation(
+    factories, tmp_path
+):
+    template = module_from_factory(f"{factories}:Custom")
+    Custom = type(template)  # the user's class, from the module the fixture wrote
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    modules = []
+    for i in range(6):
+        torch.manual_seed(i)
+        m = Custom()
+        modules.append(m)
+        save(m.state_dict(), folder / f"c{i}{'.pt' if i % 2 else '.safetensors'}")
+    assert next(iter(modules[0].state_dict())) == "fc2.weight"  # saved in registration order
+    write_csv(tmp_path / "t.csv", ["name", "acc"], [[f"c{i}", 0.1 * i] for i in range(6)])
+    out = import_zoo(
+        folder, tmp_path / "t.csv", tmp_path / "zoo", module=template, progress=False,
+    )  # fmt: skip
+    zoo = load_zoo(out)
+    assert zoo.spec == NetworkSpec((4, 6, 3))
+    expected = WeightSpaceFeatures.from_modules(modules)
+    for a, b in zip(zoo.features.tensors, expected.tensors):
+        assert torch.equal(a, b)
+    assert zoo.features.weights[0].shape[2:] == (6, 4)  # fc1 first: the traced order
+    assert {row["activation"] for row in zoo.metadata} == {"tanh"}  # from the template's forward
+    # Without the template the keys come in registration order, fc2 first: no chain.
+    with pytest.raises(ValueError, match="--module"):
+        import_zoo(folder, tmp_path / "t.csv", tmp_path / "zoo2", progress=False)
 
 
 # ------------------------------------------------------------------- end to end

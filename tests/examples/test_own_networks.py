@@ -57,7 +57,10 @@ def _readme_blocks() -> list[str]:
 
 
 def test_readme_walkthrough_runs_as_written(tmp_path, monkeypatch, capsys):
-    models, train, commands = _readme_blocks()
+    models, train, commands, custom = _readme_blocks()
+    namespace: dict = {}
+    exec(custom, namespace)  # the custom-class example: traced, in forward order
+    assert namespace["NetworkSpec"].from_module(namespace["MLP"]()).widths == (4, 8, 3)
     assert models.startswith("# models.py") and train.startswith("# train.py")
     (tmp_path / "models.py").write_text(models)
     (tmp_path / "train.py").write_text(train)

@@ -63,6 +63,7 @@ from weightspace.data.zoo import ZOO_FORMAT, ZOO_STORE, ZOO_VERSION
 from weightspace.io.store import ChunkLayout, ChunkStore, header_int, header_spec
 from weightspace.space.features import WeightSpaceFeatures
 from weightspace.space.spec import NetworkSpec
+from weightspace.space.trace import trace_module
 
 __all__ = [
     "CHECKPOINT_SUFFIXES",
@@ -435,7 +436,9 @@ def import_zoo(
         and ``split``.
     activation:
         The networks' activation (``relu``, ``tanh``, …), recorded per network for the probe
-        models and ``--augment``; ``None`` records none.
+        models and ``--augment``. ``None``: the one ``module``'s forward applies between every
+        two layers when it has a name (:meth:`~weightspace.space.trace.ModuleTrace.
+        activation_name`), else none.
     split_seed:
         Draw :func:`~weightspace.data.container.fixed_split` 70/15/15 with this seed now and
         record it; ``None`` (and no ``split`` column) leaves the split to the loader's seed.
@@ -476,6 +479,8 @@ def import_zoo(
         raise TypeError(f"import_zoo: module must be an nn.Module, got {type(module).__name__}")
     if activation is not None:
         get_activation(activation)  # names the activation and the known ones
+    elif module is not None:
+        activation = trace_module(module).activation_name()
     if split_seed is not None and (isinstance(split_seed, bool) or not isinstance(split_seed, int)):
         raise ValueError(f"import_zoo: split_seed must be an int or None, got {split_seed!r}")
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
