@@ -34,14 +34,19 @@ def test_own_networks_walkthrough_imports_trains_and_evaluates(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     header = json.loads((tmp_path / "zoo" / "zoo.json").read_text())
-    assert header["networks"] == 20 and header["template"] == "own_networks:make_mlp"
+    assert header["networks"] == 20 and header["template"] == "own_networks:SmallCNN"
     zoo = load_zoo(tmp_path / "zoo")
     with open(tmp_path / "targets.csv") as f:
         accuracy = [float(r["test_accuracy"]) for r in csv.DictReader(f)]
     assert torch.equal(zoo.test_accuracy, torch.tensor(accuracy, dtype=torch.float32))
     assert max(accuracy) - min(accuracy) > 0.5  # the loop made networks worth telling apart
     saved = torch.load(tmp_path / "checkpoints" / "net07.pt", weights_only=True)
-    assert torch.equal(zoo.features.weights[1][7, 0], saved["3.weight"])
+    assert torch.equal(zoo.features.weights[2][7, 0], saved["classifier.weight"])
+    assert zoo.spec.kernel_shapes == (
+        (3, 3),
+        (3, 3),
+        (),
+    )  # traced: features.0, features.2, classifier
     assert [r["activation"] for r in zoo.metadata] == ["relu"] * 20
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert (metrics["n_train"], metrics["n_val"], metrics["n_test"]) == (14, 3, 3)
@@ -75,6 +80,6 @@ def test_readme_walkthrough_runs_as_written(tmp_path, monkeypatch, capsys):
         assert cli(argv[1:]) == 0, capsys.readouterr().err  # a short predictor run
     assert len(list((tmp_path / "checkpoints").glob("net*.pt"))) == 20
     zoo = load_zoo(tmp_path / "zoo")
-    assert zoo.info["template"] == "models:make_mlp" and len(zoo) == 20
+    assert zoo.info["template"] == "models:SmallCNN" and len(zoo) == 20
     assert json.loads((tmp_path / "run" / "config.json").read_text())["task"]["epochs"] == 2
     assert (tmp_path / "run" / "eval" / "zoo" / "metrics.json").exists()
