@@ -160,6 +160,23 @@ def test_other_predictors_train(zoo, tmp_path, model):
     assert evaluate(tmp_path, zoo)["mae"] == pytest.approx(metrics["mae"], abs=1e-6)
 
 
+def test_stats_pool_predictor_trains_evaluates_and_is_recorded(zoo, tmp_path):
+    from weightspace.nn import StatsPool
+
+    run = tmp_path / "stats"
+    metrics = run_generalization(small("hnp", run, epochs=2, pool="stats"), zoo=zoo, progress=False)
+    assert math.isfinite(metrics["mae"])
+    assert json.loads((run / "config.json").read_text())["task"]["pool"] == "stats"
+    assert evaluate(run, zoo)["mae"] == pytest.approx(metrics["mae"], abs=1e-6)
+    assert isinstance(build_predictor("hnp", SPEC, (4, 4), (8,), pool="stats").pool, StatsPool)
+    # The default is not written into the settings: runs from before the option still resume.
+    assert "pool" not in small("hnp", tmp_path / "mean").settings()
+    with pytest.raises(ValueError, match=r"pool 'stats' applies to the NFNs .* not 'statnet'"):
+        build_predictor("statnet", SPEC, (4, 4), (8,), pool="stats")
+    with pytest.raises(ValueError, match="pool"):
+        GeneralizationConfig(zoo="z", model="hnp", out="o", pool="max")
+
+
 def test_diverged_networks_are_dropped_and_counted(tmp_path, capsys):
     zoo = synthetic_zoo(60)
     zoo.features.weights[0][[3, 7]] = float("nan")
@@ -176,9 +193,9 @@ def test_predictors_are_invariant(zoo):
 
     x = zoo.features[:4]
     g = symmetry.sample(SPEC, "hnp")
-    for name in ("hnp", "np", "statnet"):
+    for name, pool in (("hnp", "mean"), ("np", "mean"), ("statnet", "mean"), ("hnp", "stats")):
         torch.manual_seed(0)
-        model = build_predictor(name, SPEC, (4, 4), (8,))
+        model = build_predictor(name, SPEC, (4, 4), (8,), pool=pool)
         assert model(x).shape == (4, 1)
         assert torch.allclose(model(x.permute(g)), model(x), atol=1e-5), name
 

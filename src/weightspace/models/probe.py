@@ -79,7 +79,7 @@ class HybridModel(nn.Module):
     ----------
     spec:
         The weight space.
-    mode, hidden_channels, io_encoding, fourier_features, fourier_scale, channel_dropout:
+    mode, hidden_channels, io_encoding, fourier_features, fourier_scale, channel_dropout, pool:
         The NFN branch: an :class:`~weightspace.models.InvariantNFN`'s encoder and pool (its
         head is not used).
     head_hidden, out_features, dropout:
@@ -106,6 +106,7 @@ class HybridModel(nn.Module):
         fourier_features: int | None = None,
         fourier_scale: float = 10.0,
         channel_dropout: float = 0.0,
+        pool: str = "mean",
         **probe: Any,
     ) -> None:
         super().__init__()
@@ -120,6 +121,7 @@ class HybridModel(nn.Module):
             fourier_features=fourier_features,
             fourier_scale=fourier_scale,
             channel_dropout=channel_dropout,
+            pool=pool,
         )
         self.nfn = Standardized(nn.Sequential(nfn.encoder, nfn.pool), spec)
         width = self.probe.output_size + nfn.pool.output_size(hidden_channels[-1])

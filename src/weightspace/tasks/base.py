@@ -240,6 +240,7 @@ def invariant_model(
     fourier_scale: float = 10.0,
     dropout: float = 0.0,
     channel_dropout: float = 0.0,
+    pool: str = "mean",
 ) -> nn.Module:
     """The model a task names, for networks on ``spec``, with ``out_features`` outputs.
 
@@ -248,7 +249,8 @@ def invariant_model(
     :class:`~weightspace.models.StatNet`; ``"mlp"``: :class:`~weightspace.models.FlatMLP` on the
     flattened weights. ``fourier_features`` (Gaussian Fourier features of each weight),
     ``fourier_scale`` (their frequency scale) and ``channel_dropout`` (:class:`~weightspace.nn.ChannelDropout` after each NF-Layer) are for the
-    NFNs only; ``dropout`` is the head's.
+    NFNs only, as is ``pool`` (their invariant read-out, ``InvariantNFN(pool=...)``);
+    ``dropout`` is the head's.
     """
     from weightspace.models import FlatMLP, InvariantNFN, StatNet
 
@@ -259,8 +261,10 @@ def invariant_model(
             spec, name, hidden, head, out_features,
             io_encoding=encoding, fourier_features=fourier_features, dropout=dropout,
             fourier_scale=fourier_scale,
-            channel_dropout=channel_dropout,
+            channel_dropout=channel_dropout, pool=pool,
         )  # fmt: skip
+    if pool != "mean":
+        raise ValueError(f"pool applies to NFNs ('hnp', 'np'), not {name!r}")
     if fourier_features is not None:
         raise ValueError(f"fourier_features applies to NFNs ('hnp', 'np'), not {name!r}")
     if channel_dropout:

@@ -30,6 +30,7 @@ from weightspace.data.container import Zoo
 from weightspace.data.images import IMAGE_SHAPES
 from weightspace.data.zoo import PADDING, STRIDE, ZOO_FORMAT
 from weightspace.data.zoo_import import IMPORT_SOURCE
+from weightspace.models.nfn import POOLS
 from weightspace.models.probe import HybridModel, ProbeModel
 from weightspace.nn.activation import get_activation
 from weightspace.nn.probe import PROBE_GENERATORS
@@ -97,7 +98,7 @@ class GeneralizationConfig(TaskConfig):
 
     models = MODELS
     nfn_models = ("hnp", "np", "hnp-probe")
-    added_fields = TaskConfig.added_fields + ("probes", "probe_generator")
+    added_fields = TaskConfig.added_fields + ("probes", "probe_generator", "pool")
 
     zoo: str
     model: str
@@ -116,6 +117,9 @@ class GeneralizationConfig(TaskConfig):
     probe_generator: str = option(
         "deep-linear", "how probes are parameterised (probe models)", choices=PROBE_GENERATORS
     )
+    pool: str = option(
+        "mean", "the NFNs' invariant read-out: means, or mean/std/quantiles (stats)", choices=POOLS
+    )
 
 
 def network_activation(row: dict[str, Any]) -> str | None:
@@ -132,6 +136,7 @@ def build_predictor(
     head_hidden: tuple[int, ...] = (1000,),
     *,
     probe: dict[str, Any] | None = None,
+    pool: str = "mean",
 ) -> nn.Module:
     """The predictor named ``model`` for networks on ``spec``, with one output (a logit).
 
@@ -145,8 +150,10 @@ def build_predictor(
     """
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; expected one of {MODELS}")
+    if model not in ("hnp", "np", "hnp-probe") and pool != "mean":
+        raise ValueError(f"pool {pool!r} applies to the NFNs (hnp, np, hnp-probe), not {model!r}")
     if model not in PROBE_MODELS:
-        return invariant_model(model, spec, hidden_channels, head_hidden, 1)
+        return invariant_model(model, spec, hidden_channels, head_hidden, 1, pool=pool)
     options = dict(probe or {})
     names = tuple(options.pop("activations", ("relu",)))
     options.setdefault("init", "normal")
@@ -154,7 +161,7 @@ def build_predictor(
         net: nn.Module = ProbeModel(spec, head_hidden, 1, activation=names[0], **options)
     else:
         net = HybridModel(
-            spec, "hnp", hidden_channels, head_hidden, 1, io_encoding=None,
+            spec, "hnp", hidden_channels, head_hidden, 1, io_encoding=None, pool=pool,
             activation=names[0], **options,
         )  # fmt: skip
     return ByActivation(net, names)
@@ -210,7 +217,7 @@ class Generalization(Task):
     data_help = "zoo folder (generated, imported, or the Small CNN Zoo)"
     cli_fields = ("seed", "epochs", "batch_size", "lr", "patience", "warmup_steps", "train_limit")
     cli_fields += ("augment",)
-    cli_fields += ("probes", "probe_generator", "zoo_kind", "device")
+    cli_fields += ("probes", "probe_generator", "pool", "zoo_kind", "device")
     metric, higher_is_better, min_split = "kendall_tau", True, 2
     required = ("hidden_channels", "head_hidden")
     eval_overrides: ClassVar[dict[str, Any]] = {"zoo_kind": "auto"}
@@ -304,7 +311,12 @@ class Generalization(Task):
                 "generator": s.get("probe_generator", "deep-linear"),
             }
         return build_predictor(
-            s["model"], spec, tuple(s["hidden_channels"]), tuple(s["head_hidden"]), probe=probe
+            s["model"],
+            spec,
+            tuple(s["hidden_channels"]),
+            tuple(s["head_hidden"]),
+            probe=probe,
+            pool=s.get("pool", "mean"),
         )
 
     def prepare(self, model: nn.Module, train: Zoo) -> None:
