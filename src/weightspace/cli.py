@@ -108,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     zoo.add_argument("--seed", type=int, default=0)
     zoo.add_argument("--epochs", type=positive_int, default=None, help="epochs per CNN")
     zoo.add_argument("--chunk-size", type=positive_int, default=None, help="CNNs per file")
+    zoo.add_argument(
+        "--checkpoints",
+        type=positive_int,
+        default=None,
+        help="save K checkpoints per CNN, spread evenly over training (default: about 3)",
+    )
     zoo.add_argument("--limit-train", type=positive_int, default=None, help="training images")
     zoo.add_argument("--limit-test", type=positive_int, default=None, help="test images")
     zoo.set_defaults(handler=_zoo)
@@ -238,6 +244,11 @@ def _zoo(args: argparse.Namespace) -> None:
         "limit_train": args.limit_train,
         "limit_test": args.limit_test,
     }
+    if args.checkpoints is not None:
+        from weightspace.data.zoo import checkpoint_epochs
+
+        epochs = args.epochs if args.epochs is not None else ZooConfig.epochs
+        options["save_epochs"] = checkpoint_epochs(epochs, args.checkpoints)
     # Unset options keep ZooConfig's own defaults.
     config = ZooConfig(
         dataset=args.dataset,

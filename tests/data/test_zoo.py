@@ -31,6 +31,7 @@ from weightspace.data.zoo import (
     ZOO_SPEC,
     Hyperparameters,
     ZooConfig,
+    checkpoint_epochs,
     gather_batches,
     generate_zoo,
     init_network,
@@ -521,3 +522,30 @@ def test_nan_weights_in_store_count_as_diverged(reference_zoo: Path, tmp_path: P
     assert zoo.info["num_diverged"] == 1 and zoo.metadata[3]["diverged"]
     kept, dropped = zoo.finite()
     assert dropped == 1 and 3 not in [m["index"] for m in kept.metadata]
+
+
+def test_all_checkpoints_keep_the_split_by_network(reference_zoo: Path) -> None:
+    final = load_zoo(reference_zoo)
+    both = load_zoo(reference_zoo, checkpoints="all")
+    n = len(final)
+    assert len(both) == 2 * n and both.info["epochs"] == [1, 2]
+    assert [r["epoch"] for r in both.metadata] == [1] * n + [2] * n
+    # Every checkpoint of a network lands in that network's split.
+    assert torch.equal(both.split[:n], final.split) and torch.equal(both.split[n:], final.split)
+    assert [r["index"] for r in both.metadata[:n]] == [r["index"] for r in both.metadata[n:]]
+    assert torch.equal(both.features[n:].flatten(), final.features.flatten())
+    assert torch.equal(
+        both.features[:n].flatten(), load_zoo(reference_zoo, epoch=1).features.flatten()
+    )
+    with pytest.raises(ValueError, match="checkpoints='all' reads every saved epoch"):
+        load_zoo(reference_zoo, epoch=1, checkpoints="all")
+    with pytest.raises(ValueError, match="checkpoints must be one of"):
+        load_zoo(reference_zoo, checkpoints="some")
+
+
+def test_checkpoint_epochs_spread_over_training() -> None:
+    assert checkpoint_epochs(10, 5) == (2, 4, 6, 8, 10)
+    assert checkpoint_epochs(10, 10) == tuple(range(1, 11))
+    assert checkpoint_epochs(3, 1) == (3,)
+    with pytest.raises(ValueError, match=r"checkpoints must be an int in 1\.\.3"):
+        checkpoint_epochs(3, 4)

@@ -89,6 +89,25 @@ class Zoo:
             dict(self.info),
         )
 
+    @staticmethod
+    def cat(zoos: Sequence[Zoo], info: dict[str, Any] | None = None) -> Zoo:
+        """The networks of ``zoos`` (one architecture) one after another; ``info`` (default: the
+        first zoo's) describes the result."""
+        if not zoos:
+            raise ValueError("Zoo.cat needs at least one zoo")
+        spec = zoos[0].spec
+        for n, z in enumerate(zoos):
+            if z.spec != spec:
+                raise ValueError(f"Zoo.cat: zoos[{n}] is on {z.spec}, zoos[0] on {spec}")
+        return Zoo(
+            spec,
+            WeightSpaceFeatures.cat([z.features for z in zoos]),
+            torch.cat([z.test_accuracy for z in zoos]),
+            [row for z in zoos for row in z.metadata],
+            torch.cat([z.split for z in zoos]),
+            dict(zoos[0].info) if info is None else info,
+        )
+
     def part(self, name: str) -> Zoo:
         """The ``"train"``, ``"val"`` or ``"test"`` networks."""
         if name not in SPLITS:

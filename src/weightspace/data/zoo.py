@@ -57,6 +57,7 @@ from weightspace.train.distributed import rank_and_world
 
 __all__ = [
     "ACTIVATIONS",
+    "CHECKPOINTS",
     "DATASETS",
     "INITS",
     "OPTIMIZERS",
@@ -66,6 +67,7 @@ __all__ = [
     "ZOO_STORE",
     "Hyperparameters",
     "ZooConfig",
+    "checkpoint_epochs",
     "gather_batches",
     "generate_zoo",
     "init_network",
@@ -655,7 +657,28 @@ def generate_zoo(config: ZooConfig, *, progress: bool = True, threads: int | Non
 
 
 # -------------------------------------------------------------------- loading
-def load_zoo(path: str | os.PathLike[str], *, epoch: int | None = None, split_seed: int = 0) -> Zoo:
+#: Which checkpoints :func:`load_zoo` reads: the one at ``epoch`` (the last by default), or all.
+CHECKPOINTS: tuple[str, ...] = ("final", "all")
+
+
+def checkpoint_epochs(epochs: int, k: int) -> tuple[int, ...]:
+    """``k`` epochs spread evenly over training, ending at the last: ``round(epochs * j / k)``.
+
+    >>> checkpoint_epochs(10, 5)
+    (2, 4, 6, 8, 10)
+    """
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= epochs:
+        raise ValueError(f"checkpoints must be an int in 1..{epochs} (the epochs), got {k!r}")
+    return tuple(sorted({max(1, round(epochs * j / k)) for j in range(1, k + 1)}))
+
+
+def load_zoo(
+    path: str | os.PathLike[str],
+    *,
+    epoch: int | None = None,
+    split_seed: int = 0,
+    checkpoints: str = "final",
+) -> Zoo:
     """Read a zoo that :func:`generate_zoo` wrote, or that ``weightspace zoo import`` built.
 
     An imported zoo (``"source": "import"`` in ``zoo.json``) is read by
@@ -671,6 +694,12 @@ def load_zoo(path: str | os.PathLike[str], *, epoch: int | None = None, split_se
         Saved epoch to read; the last saved one by default.
     split_seed:
         Seed of :func:`~weightspace.data.container.fixed_split` (70/15/15 over all networks).
+    checkpoints:
+        ``"final"``: one checkpoint per network, at ``epoch``. ``"all"``: every saved epoch of
+        every network is an item (epoch-major: all networks at the first saved epoch, then the
+        next, …; each row records its ``epoch``); ``epoch`` must be ``None``. The split stays by
+        network: it is drawn over networks and every checkpoint of a network lands where the
+        network does, so no test network is seen in training at another epoch.
 
     Returns
     -------
@@ -688,8 +717,31 @@ def load_zoo(path: str | os.PathLike[str], *, epoch: int | None = None, split_se
         files (the zoo is unfinished: re-run :func:`generate_zoo` to resume) or chunks beyond its
         ``networks``, a truncated or corrupt safetensors file, metadata rows that do not match
         the stored networks, metrics that are not numbers or accuracies outside [0, 1] (naming
-        the network), tensors of another architecture, or an ``epoch`` that was not saved.
+        the network), tensors of another architecture, an ``epoch`` that was not saved, or
+        ``epoch`` given with ``checkpoints="all"``.
     """
+    if checkpoints not in CHECKPOINTS:
+        raise ValueError(f"load_zoo: checkpoints must be one of {CHECKPOINTS}, got {checkpoints!r}")
+    if checkpoints == "final":
+        return _load_zoo(path, epoch=epoch, split_seed=split_seed)
+    if epoch is not None:
+        raise ValueError(
+            f"load_zoo: checkpoints='all' reads every saved epoch; got epoch={epoch!r} too"
+        )
+    last = _load_zoo(path, split_seed=split_seed)
+    epochs = last.info.get("save_epochs") or [last.info.get("epoch")]
+    if len(epochs) == 1:
+        return last
+    zoos = [_load_zoo(path, epoch=e, split_seed=split_seed) for e in epochs[:-1]] + [last]
+    info = {**last.info, "epoch": None, "checkpoints": "all", "epochs": list(epochs)}
+    info["split_rule"] = f"{last.info.get('split_rule')}, by network: all checkpoints together"
+    return Zoo.cat(zoos, info)
+
+
+def _load_zoo(
+    path: str | os.PathLike[str], *, epoch: int | None = None, split_seed: int = 0
+) -> Zoo:
+    """:func:`load_zoo` of one checkpoint per network."""
     from weightspace.data import zoo_import
 
     store = ChunkStore(path, ZOO_STORE)
