@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -207,10 +207,11 @@ class WeightSpaceFeatures:
             modules = [modules]
         if not modules:
             raise ValueError("WeightSpaceFeatures.from_modules needs at least one module")
-        spec = NetworkSpec.from_module(modules[0])
+        traced = [list(weight_layers(module)) for module in modules]  # one trace per module
+        spec = NetworkSpec.from_layers(traced[0])
         per_layer: list[list[tuple[Tensor, Tensor]]] = []
-        for m, module in enumerate(modules):
-            other = NetworkSpec.from_module(module)
+        for m, (module, module_layers) in enumerate(zip(modules, traced)):
+            other = NetworkSpec.from_layers(module_layers)
             if other != spec:
                 raise ValueError(
                     f"WeightSpaceFeatures.from_modules: modules[{m}] has weight space {other}, "
@@ -225,7 +226,7 @@ class WeightSpaceFeatures:
                     f"WeightSpaceFeatures.from_modules: modules[{m}] mixes dtypes {sorted(map(str, dtypes))} "
                     "with modules[0]; cast them to one dtype first"
                 )
-            for _, layer in weight_layers(module):
+            for _, layer in module_layers:
                 w = layer.weight.detach()
                 b = layer.bias.detach() if layer.bias is not None else w.new_zeros(w.shape[0])
                 layers.append((w, b))
@@ -280,14 +281,15 @@ class WeightSpaceFeatures:
                 f"{len(state_dicts)} state dicts"
             )
         if template is not None:
-            t_spec = NetworkSpec.from_module(template)
+            layers = list(weight_layers(template))
+            t_spec = NetworkSpec.from_layers(layers)
             if spec is not None and spec != t_spec:
                 raise ValueError(
                     f"WeightSpaceFeatures.from_state_dicts: template has weight space {t_spec}, "
                     f"but spec is {spec}"
                 )
             spec = t_spec
-            keys = module_keys(template)
+            keys = _layer_keys(layers)
             parsed = [
                 _read_by_keys(sd, keys, spec, label) for sd, label in zip(state_dicts, labels)
             ]
@@ -318,12 +320,13 @@ class WeightSpaceFeatures:
         if template is None:
             return [(f"{i}.weight", f"{i}.bias") for i in range(L)]
         if isinstance(template, nn.Module):
-            spec = NetworkSpec.from_module(template)
+            layers = list(weight_layers(template))
+            spec = NetworkSpec.from_layers(layers)
             if spec != self.spec:
                 raise ValueError(
                     f"template module has weight space {spec}, features have {self.spec}"
                 )
-            return module_keys(template)
+            return _layer_keys(layers)
         keys = list(template)
         if len(keys) != 2 * L:
             raise ValueError(
@@ -363,12 +366,13 @@ class WeightSpaceFeatures:
         """Copy network ``index`` into ``module`` (in place) and return it."""
         if self.channels != 1:
             raise ValueError(f"load_into needs 1-channel features, these have {self.channels}")
-        spec = NetworkSpec.from_module(module)
+        layers = list(weight_layers(module))
+        spec = NetworkSpec.from_layers(layers)
         if spec != self.spec:
             raise ValueError(
                 f"load_into: module has weight space {spec}, features have {self.spec}"
             )
-        for (name, layer), (w, b) in zip(weight_layers(module), self):
+        for (name, layer), (w, b) in zip(layers, self):
             layer.weight.copy_(w[index, 0])
             if layer.bias is not None:
                 layer.bias.copy_(b[index, 0])
@@ -413,9 +417,13 @@ def module_keys(module: nn.Module) -> list[tuple[str, str | None]]:
     The keys are the module's own state-dict names; ``bias_key`` is ``None`` for a layer built
     without a bias.
     """
+    return _layer_keys(weight_layers(module))
+
+
+def _layer_keys(layers: Iterable[tuple[str, nn.Module]]) -> list[tuple[str, str | None]]:
     return [
         (_join(name, "weight"), None if layer.bias is None else _join(name, "bias"))
-        for name, layer in weight_layers(module)
+        for name, layer in layers
     ]
 
 

@@ -7,7 +7,7 @@ work in) is derived from a :class:`NetworkSpec`; nobody recomputes shapes by han
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -215,11 +215,16 @@ class NetworkSpec:
             attention, embeddings, grouped convs, a tensor slice, …), a module ``torch.fx``
             cannot trace, or layers whose sizes do not chain.
         """
-        layers = list(weight_layers(module))
-        if not layers:
-            raise ValueError(
-                f"NetworkSpec.from_module: {type(module).__name__} has no nn.Linear or nn.Conv layer"
-            )
+        return cls.from_layers(weight_layers(module))
+
+    @classmethod
+    def from_layers(cls, layers: Iterable[tuple[str, nn.Module]]) -> NetworkSpec:
+        """The weight space of ``(qualified_name, layer)`` pairs in forward order, as
+        :func:`weight_layers` yields them (for callers that also need the layers: one trace).
+
+        Raises ``ValueError`` naming the layer whose sizes do not chain, or a conv after a dense
+        layer.
+        """
         widths: list[int] = []
         kernels: list[tuple[int, ...]] = []
         seen_dense = False

@@ -97,12 +97,12 @@ def permute_module(module: nn.Module, perms: Sequence[Tensor | None]) -> nn.Modu
     The copy computes the same function whenever ``perms`` leaves inputs and outputs in place
     (any HNP element).
     """
-    spec = NetworkSpec.from_module(module)
-    perms = check_perms(spec, perms)
+    out = copy.deepcopy(module)
+    layers = list(weight_layers(out))
+    perms = check_perms(NetworkSpec.from_layers(layers), perms)
     if any(p is not None and p.ndim != 1 for p in perms):
         raise ValueError("permute_module takes one group element: entries of shape (n_i,)")
-    out = copy.deepcopy(module)
-    for i, (_, layer) in enumerate(weight_layers(out), start=1):
+    for i, (_, layer) in enumerate(layers, start=1):
         w = layer.weight
         if perms[i] is not None:
             w = w.index_select(0, perms[i].to(w.device))
