@@ -14,11 +14,13 @@ import torch
 from torch import Tensor, nn
 
 from weightspace.models.nfn import MLPHead, _num_params
+from weightspace.nn.pool import STATS_QUANTILES, sorted_quantiles
 from weightspace.space.features import WeightSpaceFeatures, check_features
 from weightspace.space.spec import NetworkSpec
 
-#: The quantiles :func:`tensor_statistics` reports, after mean and variance.
-QUANTILES: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+#: The quantiles :func:`tensor_statistics` reports, after mean and variance (the statistics
+#: pool's: :data:`~weightspace.nn.pool.STATS_QUANTILES`).
+QUANTILES: tuple[float, ...] = STATS_QUANTILES
 NUM_STATISTICS = 2 + len(QUANTILES)
 
 # torch.quantile refuses inputs with more entries than this.
@@ -30,10 +32,7 @@ def _quantiles(flat: Tensor, q: Tensor) -> Tensor:
     n = flat.shape[1]
     if n > _QUANTILE_MAX_NUMEL:
         # A single row too large for torch.quantile: the same interpolation from a full sort.
-        ordered = flat.sort(dim=1).values
-        pos = q * (n - 1)
-        lo, hi = pos.floor().long(), pos.ceil().long()
-        return torch.lerp(ordered[:, lo], ordered[:, hi], (pos - lo).to(flat.dtype))
+        return sorted_quantiles(flat.sort(dim=1).values, q)
     chunk = max(1, _QUANTILE_MAX_NUMEL // n)
     return torch.cat([torch.quantile(part, q, dim=1).T for part in flat.split(chunk)])
 

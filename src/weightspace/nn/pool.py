@@ -143,7 +143,7 @@ class StatsPool(nn.Module):
             flat = xc.flatten(2)  # (B, D, P)
             var, mean = torch.var_mean(flat, dim=2, correction=0)
             std = (var + self.eps).sqrt()
-            q = _sorted_quantiles(flat.sort(dim=2).values, self.quantiles.to(flat.dtype))
+            q = sorted_quantiles(flat.sort(dim=2).values, self.quantiles.to(flat.dtype))
             stats = torch.cat([mean[..., None], std[..., None], q], dim=2)  # (B, D, 7)
             parts.append(stats.flatten(1))
         return torch.cat(parts, dim=1)
@@ -152,8 +152,9 @@ class StatsPool(nn.Module):
         return f"widths={self.spec.widths}, mode={self.mode!r}, output_size=C*{self.output_size(1)}"
 
 
-def _sorted_quantiles(ordered: Tensor, q: Tensor) -> Tensor:
-    """Linearly interpolated quantiles ``q`` along the last axis of an already sorted tensor."""
+def sorted_quantiles(ordered: Tensor, q: Tensor) -> Tensor:
+    """Linearly interpolated quantiles ``q`` (as ``numpy.quantile``) along the last axis of an
+    already sorted tensor: ``(..., N) → (..., Q)``."""
     n = ordered.shape[-1]
     pos = q * (n - 1)
     lo = pos.floor().long()
