@@ -1,26 +1,12 @@
 """examples/minimal_task.py: a task written against the framework trains, scores and evaluates."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
-EXAMPLE = Path(__file__).parents[2] / "examples" / "minimal_task.py"
+from tests.examples import run_example
 
 
 def test_minimal_task_trains_and_writes_its_outputs(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    src = str(Path(__file__).parents[2] / "src")
-    env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")])
-    proc = subprocess.run(
-        [sys.executable, str(EXAMPLE), str(tmp_path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_example("minimal_task.py", str(tmp_path))
     run = tmp_path / "run"
     task = json.loads((run / "config.json").read_text())["task"]
     assert task["task"] == "weight-scale" and task["model"] == "hnp"

@@ -2,37 +2,23 @@
 
 import csv
 import json
-import os
 import re
 import runpy
 import shlex
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
+from tests.examples import ROOT, run_example
 from weightspace.cli import main as cli
 from weightspace.data.zoo import load_zoo
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-EXAMPLE = Path(__file__).parents[2] / "examples" / "own_networks.py"
-
 
 def test_own_networks_walkthrough_imports_trains_and_evaluates(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    src = str(Path(__file__).parents[2] / "src")
-    env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")])
-    proc = subprocess.run(
-        [sys.executable, str(EXAMPLE), str(tmp_path), "--epochs", "3"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_example("own_networks.py", str(tmp_path), "--epochs", "3")
     header = json.loads((tmp_path / "zoo" / "zoo.json").read_text())
     assert header["networks"] == 20 and header["template"] == "own_networks:SmallCNN"
     zoo = load_zoo(tmp_path / "zoo")
@@ -56,7 +42,7 @@ def test_own_networks_walkthrough_imports_trains_and_evaluates(tmp_path):
 
 def _readme_blocks() -> list[str]:
     """The code blocks of README's "Your own networks" section, in order."""
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
     section = readme.split("## Your own networks", 1)[1].split("\n## ", 1)[0]
     return re.findall(r"```(?:python|bash)\n(.*?)```", section, flags=re.S)
 
