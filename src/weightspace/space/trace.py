@@ -596,7 +596,7 @@ def _trace_fx(module: nn.Module) -> ModuleTrace:
                 "used outside nn.Linear/nn.Conv layers (a learned scale, F.linear with a weight) "
                 "have no place in the weight space: call the layer module instead"
             )
-        inputs_of = [a for a in node.all_input_nodes]
+        inputs_of = node.all_input_nodes
         tensor_stages = sorted({stage[a] for a in inputs_of if stage.get(a, _META) != _META})
         if node.op == "call_module":
             sub = module.get_submodule(str(node.target))
