@@ -542,6 +542,7 @@ def load_small_cnn_zoo(
         "split_seed": split_seed,
         "split_rule": "seeded shuffle; last half test, first half 80/20 train/val",
         "num_checkpoints": metrics.num_rows,
+        "steps": sorted(metrics.steps),
         "num_networks": n,
         "dropped_networks": metrics.dropped_networks,
         "layout": [e.varname for e in layout.entries],
@@ -555,6 +556,47 @@ def load_small_cnn_zoo(
         split=paper_split(n, split_seed),
         info=info,
     )
+
+
+def load_small_cnn_zoo_checkpoints(
+    root: str | os.PathLike[str],
+    *,
+    split_seed: int = 0,
+    final_step: int = FINAL_STEP,
+    progress: bool | None = None,
+) -> Zoo:
+    """Every checkpoint of every network up to ``final_step``, each an item, with the split
+    drawn over networks.
+
+    The networks and their split are those of ``load_small_cnn_zoo(root, step=final_step)``
+    (networks without a row at ``final_step`` are left out at every step). Each earlier step
+    follows, and its checkpoints take the split of their network, found by ``modeldir``, so
+    no network is on both sides of the split. Items are step-major, the final step last; each
+    row records its ``step``.
+
+    Raises
+    ------
+    ValueError
+        As :func:`load_small_cnn_zoo`, and when ``metrics.csv.gz`` has no ``modeldir`` column
+        (checkpoints could not be matched to their network).
+    """
+    last = load_small_cnn_zoo(root, step=final_step, split_seed=split_seed, progress=progress)
+    if any("modeldir" not in row for row in last.metadata):
+        raise ValueError(
+            f"{str(Path(root) / METRICS_FILE)!r} has no 'modeldir' column; the checkpoints of a "
+            "network cannot be matched without it (load one step instead)"
+        )
+    split_of = {str(row["modeldir"]): int(s) for row, s in zip(last.metadata, last.split)}
+    zoos = []
+    for step in (s for s in last.info["steps"] if s < final_step):
+        zoo = load_small_cnn_zoo(root, step=step, split_seed=split_seed, progress=progress)
+        zoo = zoo.subset([i for i, row in enumerate(zoo.metadata) if row["modeldir"] in split_of])
+        split = torch.tensor([split_of[row["modeldir"]] for row in zoo.metadata], dtype=torch.long)
+        zoos.append(Zoo(zoo.spec, zoo.features, zoo.test_accuracy, zoo.metadata, split, zoo.info))
+    steps = [step for step in last.info["steps"] if step <= final_step]
+    info = {**last.info, "step": None, "checkpoints": "all", "steps": steps}
+    info["split_rule"] = f"{last.info['split_rule']}, by network (modeldir): all steps together"
+    return Zoo.cat([*zoos, last], info)
 
 
 def small_cnn_zoo_module(

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from weightspace import viz
 from weightspace.data.container import Zoo
 from weightspace.data.images import IMAGE_SHAPES
-from weightspace.data.zoo import PADDING, STRIDE, ZOO_FORMAT
+from weightspace.data.zoo import CHECKPOINTS, PADDING, STRIDE, ZOO_FORMAT
 from weightspace.data.zoo_import import IMPORT_SOURCE
 from weightspace.models.nfn import POOLS
 from weightspace.models.probe import HybridModel, ProbeModel
@@ -86,6 +86,10 @@ class GeneralizationConfig(TaskConfig):
     epoch:
         Which checkpoint of each network to read: the epoch of a generated zoo or the step of
         the Small CNN Zoo; ``None`` is the last.
+    checkpoints:
+        ``"final"``: one checkpoint per network (``epoch``). ``"all"``: the training split has
+        every saved checkpoint of its networks; validation and test keep the final one; the
+        split is by network (:func:`load_any_zoo`).
     split_seed:
         Seed of the zoo's train/val/test split.
     augment:
@@ -98,7 +102,7 @@ class GeneralizationConfig(TaskConfig):
 
     models = MODELS
     nfn_models = ("hnp", "np", "hnp-probe")
-    added_fields = TaskConfig.added_fields + ("probes", "probe_generator", "pool")
+    added_fields = TaskConfig.added_fields + ("probes", "probe_generator", "pool", "checkpoints")
 
     zoo: str
     model: str
@@ -109,6 +113,11 @@ class GeneralizationConfig(TaskConfig):
     head_hidden: tuple[int, ...] = (1000,)
     zoo_kind: str = option("auto", "which kind of zoo --zoo is", choices=ZOO_KINDS)
     epoch: int | None = None
+    checkpoints: str = option(
+        "final",
+        "train on each network's final checkpoint, or on all saved ones (val/test: final)",
+        choices=CHECKPOINTS,
+    )
     split_seed: int = 0
     augment: bool = option(
         False, "train on random same-function copies (tanh: sign flips, ReLU: rescaled neurons)"
@@ -120,6 +129,14 @@ class GeneralizationConfig(TaskConfig):
     pool: str = option(
         "mean", "the NFNs' invariant read-out: means, or mean/std/quantiles (stats)", choices=POOLS
     )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.checkpoints == "all" and self.train_limit is not None:
+            raise ValueError(
+                f"GeneralizationConfig: train_limit={self.train_limit} counts networks of one "
+                "checkpoint each; it cannot be combined with checkpoints='all'"
+            )
 
 
 def network_activation(row: dict[str, Any]) -> str | None:
@@ -217,10 +234,11 @@ class Generalization(Task):
     data_help = "zoo folder (generated, imported, or the Small CNN Zoo)"
     cli_fields = ("seed", "epochs", "batch_size", "lr", "patience", "warmup_steps", "train_limit")
     cli_fields += ("augment",)
-    cli_fields += ("probes", "probe_generator", "pool", "zoo_kind", "device")
+    cli_fields += ("probes", "probe_generator", "pool", "checkpoints", "zoo_kind", "device")
     metric, higher_is_better, min_split = "kendall_tau", True, 2
     required = ("hidden_channels", "head_hidden")
-    eval_overrides: ClassVar[dict[str, Any]] = {"zoo_kind": "auto"}
+    # Test items are final checkpoints either way; reading the others would be wasted.
+    eval_overrides: ClassVar[dict[str, Any]] = {"zoo_kind": "auto", "checkpoints": "final"}
 
     def load(self, source: str, *, progress: bool = False) -> Zoo:
         s = self.settings
@@ -229,6 +247,7 @@ class Generalization(Task):
             kind=s.get("zoo_kind", "auto"),
             epoch=s.get("epoch"),
             split_seed=s.get("split_seed", 0),
+            checkpoints=s.get("checkpoints", "final"),
         )
 
     def check(self, data: Zoo, where: str) -> tuple[Zoo, dict[str, Any]]:

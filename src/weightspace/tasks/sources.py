@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from weightspace.data import zoo as zoo_store
-from weightspace.data.container import Zoo
+from weightspace.data.container import SPLITS, Zoo
 from weightspace.data.inr import INR_FILE, InrDataset, load_inrs
 from weightspace.data.siren_format import PAPER_PREFIX, PAPER_SPLIT_POINTS, load_siren_folder
 from weightspace.space.features import WeightSpaceFeatures
@@ -107,19 +107,60 @@ def load_any_zoo(
     kind: str = "auto",
     epoch: int | None = None,
     split_seed: int = 0,
+    checkpoints: str = "final",
 ) -> Zoo:
     """Load a generated zoo (``weightspace zoo``) or the Small CNN Zoo from a folder.
 
     ``kind`` is one of :data:`ZOO_KINDS`; ``epoch`` the checkpoint to read (generated zoo:
     epoch; Small CNN Zoo: step; ``None``: the last); ``split_seed`` seeds the split.
-    """
-    kind = ZOO_FOLDERS.resolve(path, kind)
-    if kind == "small-cnn-zoo":
-        from weightspace.data.small_cnn_zoo import FINAL_STEP, load_small_cnn_zoo
 
+    ``checkpoints`` (one of :data:`~weightspace.data.zoo.CHECKPOINTS`): ``"final"`` reads one
+    checkpoint per network, at ``epoch``. ``"all"`` gives the training split every saved
+    checkpoint of its networks (each an item), while validation and test keep only the final
+    one, so that scores compare with ``"final"`` runs. The split is drawn over networks, never
+    over checkpoints: a test network is not seen in training at another epoch.
+    ``"all"`` refuses an ``epoch``.
+    """
+    if checkpoints not in zoo_store.CHECKPOINTS:
+        raise ValueError(f"checkpoints must be one of {zoo_store.CHECKPOINTS}, got {checkpoints!r}")
+    kind = ZOO_FOLDERS.resolve(path, kind)
+    if checkpoints == "all" and epoch is not None:
+        raise ValueError(
+            f"checkpoints 'all' reads every saved checkpoint of {str(path)!r}; got epoch "
+            f"{epoch!r} too (leave it out, or use checkpoints 'final')"
+        )
+    if kind == "small-cnn-zoo":
+        from weightspace.data.small_cnn_zoo import (
+            FINAL_STEP,
+            load_small_cnn_zoo,
+            load_small_cnn_zoo_checkpoints,
+        )
+
+        if checkpoints == "all":
+            return _final_outside_train(
+                load_small_cnn_zoo_checkpoints(path, split_seed=split_seed), "step"
+            )
         step = FINAL_STEP if epoch is None else epoch
         return load_small_cnn_zoo(path, step=step, split_seed=split_seed)
-    return zoo_store.load_zoo(path, epoch=epoch, split_seed=split_seed)
+    zoo = zoo_store.load_zoo(path, epoch=epoch, split_seed=split_seed, checkpoints=checkpoints)
+    if checkpoints == "all":
+        return _final_outside_train(zoo, "epoch")
+    return zoo
+
+
+def _final_outside_train(zoo: Zoo, key: str) -> Zoo:
+    """``zoo`` (every checkpoint of every network, each row's checkpoint under ``key``) with
+    validation and test cut to each network's last checkpoint."""
+    values = [row.get(key) for row in zoo.metadata]
+    final = max((v for v in values if v is not None), default=None)
+    if final is None:
+        return zoo
+    keep = (zoo.split == SPLITS["train"]) | torch.tensor([v == final for v in values])
+    out = zoo.subset(keep)
+    out.info["split_rule"] = (
+        f"{zoo.info.get('split_rule')}; train: every checkpoint, val and test: {key} {final}"
+    )
+    return out
 
 
 def load_any_inrs(
