@@ -230,15 +230,20 @@ def test_end_to_end_on_digits(tmp_path, capsys):
     argv = ["demo", "--out", str(demo), "--networks", "16", "--epochs", "1", "--zoo-epochs", "1"]
     assert main([*argv, "--dataset", "digits", *tiny]) == 0
     report = (demo / "report.md").read_text()
-    assert "NFN_HNP" in report and "StatNN" in report
-    assert "](hnp/scatter.png)" in report and (demo / "hnp" / "scatter.png").is_file()
+    assert "NFN_HNP + probes" in report and "StatNN" in report
+    assert "](hnp-probe/scatter.png)" in report and (demo / "hnp-probe" / "scatter.png").is_file()
     assert "weightspace zoo --dataset digits --networks 16" in report
-    for model in ("hnp", "statnet"):
+    # The report says how its zoo differs from the Small CNN Zoo, with this zoo's own figures.
+    assert "## How this zoo differs from the Small CNN Zoo" in report
+    assert "| CNNs | 16 | about 30 000 per dataset |" in report
+    assert "| training per CNN | 1 epoch of" in report
+    for model in ("hnp-probe", "statnet"):
         assert json.loads((demo / model / "metrics.json").read_text())["epochs_run"] == 1
     # A second run reuses the zoo and the finished predictors.
     assert main([*argv, "--dataset", "digits", *tiny]) == 0
     assert "(this one reused the zoo)" in (demo / "report.md").read_text()
-    assert json.loads((demo / "timings.json").read_text()).keys() == {"zoo", "hnp", "statnet"}
+    timings = json.loads((demo / "timings.json").read_text())
+    assert timings.keys() == {"zoo", "hnp-probe", "statnet"}
 
 
 # ------------------------------------------------------------------ INRs

@@ -220,7 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--title", default="", help="title of the plot")
     report.set_defaults(handler=_report)
 
-    demo = commands.add_parser("demo", help="zoo → HNP NFN and StatNN → report, in minutes")
+    demo = commands.add_parser(
+        "demo", help="zoo → NFN_HNP + probes and StatNN → report, in minutes"
+    )
     demo.add_argument("--out", default="runs/demo")
     demo.add_argument("--networks", type=positive_int, default=None, help="CNNs in the zoo")
     demo.add_argument("--epochs", type=positive_int, default=None, help="predictor epochs")
