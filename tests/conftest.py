@@ -25,3 +25,20 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+#: The devices that device tests run on: the CPU always, CUDA where a GPU is present (the CUDA
+#: cases are skipped, not failed, without one). ``pytest.mark.parametrize("device", DEVICES)``
+#: or the ``device`` fixture.
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+    ),
+]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> torch.device:
+    """Each of :data:`DEVICES` in turn."""
+    return torch.device(request.param)
