@@ -28,12 +28,17 @@ def one_thread():
 
 
 #: The devices that device tests run on: the CPU always, CUDA where a GPU is present (the CUDA
-#: cases are skipped, not failed, without one). ``pytest.mark.parametrize("device", DEVICES)``
-#: or the ``device`` fixture.
+#: cases are skipped, not failed, without one, unless ``WEIGHTSPACE_REQUIRE_CUDA=1``: then they
+#: run and fail, as benchmarks/cuda_check.sh wants). ``pytest.mark.parametrize("device",
+#: DEVICES)`` or the ``device`` fixture.
 DEVICES = [
     "cpu",
     pytest.param(
-        "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+        "cuda",
+        marks=pytest.mark.skipif(
+            not torch.cuda.is_available() and os.environ.get("WEIGHTSPACE_REQUIRE_CUDA") != "1",
+            reason="no CUDA device",
+        ),
     ),
 ]
 
