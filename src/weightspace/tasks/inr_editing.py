@@ -511,8 +511,8 @@ def edit_inr_folder(
     ValueError
         ``run`` is not an INR-editing run; ``inrs`` is not a folder written by
         ``weightspace inr fit``, lies on another weight space or holds images of another size
-        than the run's; ``out`` holds another store, or INRs edited by another run or from
-        another folder.
+        than the run's; ``out`` holds another store, or INRs edited by another run, from
+        another folder or on another device type (``out``'s header records ``device``).
     """
     run, inrs, out = Path(run), Path(inrs), Path(out)
     task, spec, model = runner.load_trained(InrEditing, run)
