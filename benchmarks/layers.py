@@ -3,7 +3,11 @@
 The reference is ``nfn==0.1.2`` from PyPI (the ``bench`` extra; never a runtime dependency).
 Both stacks run on identical inputs, interleaved repetition by repetition, and we report medians.
 
-    python benchmarks/layers.py [--reps 30] [--threads N] [--json out.json]
+    python benchmarks/layers.py [--reps 30] [--threads N] [--device cpu|cuda] [--json out.json]
+
+On CUDA every repetition is timed between two ``torch.cuda.synchronize`` calls, so a time is
+the work's, not the launch's. Inputs are drawn on the CPU and copied, so both devices see the
+same inputs.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from torch import nn
 
 from weightspace import NetworkSpec, WeightSpaceFeatures
 from weightspace.nn import HNPLinear, HNPPool, NPLinear, NPPool
+from weightspace.train.loop import resolve_device
 
 try:
     import nfn
@@ -107,25 +112,34 @@ def _loss(out) -> torch.Tensor:
     return sum(t.sum() for t in (*out.weights, *out.biases))
 
 
-def _time(model: nn.Module, x) -> float:
+def _sync(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously; the CPU needs nothing)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time(model: nn.Module, x, device: torch.device) -> float:
+    _sync(device)
     start = time.perf_counter()
     model.zero_grad(set_to_none=True)
     _loss(model(x)).backward()
+    _sync(device)
     return time.perf_counter() - start
 
 
-def run_case(case: Case, reps: int, warmup: int = 3) -> dict:
+def run_case(case: Case, reps: int, warmup: int = 3, device: torch.device | None = None) -> dict:
+    device = device if device is not None else torch.device("cpu")
     torch.manual_seed(0)
     c = case.channels[0]
-    weights = [torch.randn(case.batch, c, *s) for s in case.spec.weight_shapes]
-    biases = [torch.randn(case.batch, c, *s) for s in case.spec.bias_shapes]
+    weights = [torch.randn(case.batch, c, *s).to(device) for s in case.spec.weight_shapes]
+    biases = [torch.randn(case.batch, c, *s).to(device) for s in case.spec.bias_shapes]
     x_ours = WeightSpaceFeatures(weights, biases)
     x_ref = RefFeatures(weights, biases)
-    m_ours, m_ref = ours(case), reference(case, x_ref)
+    m_ours, m_ref = ours(case).to(device), reference(case, x_ref).to(device)
     runs: dict[str, list[float]] = {"weightspace": [], "nfn": []}
     timers: list[tuple[str, Callable[[], float]]] = [
-        ("weightspace", lambda: _time(m_ours, x_ours)),
-        ("nfn", lambda: _time(m_ref, x_ref)),
+        ("weightspace", lambda: _time(m_ours, x_ours, device)),
+        ("nfn", lambda: _time(m_ref, x_ref, device)),
     ]
     for r in range(warmup + reps):
         order = timers if r % 2 == 0 else timers[::-1]
@@ -151,17 +165,21 @@ def main() -> None:
     )
     parser.add_argument("--reps", type=int, default=30)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
     machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    if device.type == "cuda":
+        machine += f", {torch.cuda.get_device_name(device)}"
     print(f"# forward+backward, median of {args.reps} interleaved reps; {machine}")
     print("| case | weightspace (ms) | nfn 0.1.2 (ms) | speed-up |")
     print("|---|---|---|---|")
     results = []
     for case in CASES:
-        res = run_case(case, args.reps)
+        res = run_case(case, args.reps, device=device)
         results.append(res)
         print(
             f"| {res['case']} | {res['weightspace_ms']:.2f} | {res['nfn_ms']:.2f} | {res['speedup']:.2f}x |",
@@ -169,7 +187,8 @@ def main() -> None:
         )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"machine": machine, "reps": args.reps, "results": results}, f, indent=2)
+            doc = {"machine": machine, "device": str(device), "reps": args.reps, "results": results}
+            json.dump(doc, f, indent=2)
 
 
 if __name__ == "__main__":

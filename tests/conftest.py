@@ -25,3 +25,25 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+#: The devices that device tests run on: the CPU always, CUDA where a GPU is present (the CUDA
+#: cases are skipped, not failed, without one, unless ``WEIGHTSPACE_REQUIRE_CUDA=1``: then they
+#: run and fail, as benchmarks/cuda_check.sh wants). ``pytest.mark.parametrize("device",
+#: DEVICES)`` or the ``device`` fixture.
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda",
+        marks=pytest.mark.skipif(
+            not torch.cuda.is_available() and os.environ.get("WEIGHTSPACE_REQUIRE_CUDA") != "1",
+            reason="no CUDA device",
+        ),
+    ),
+]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> torch.device:
+    """Each of :data:`DEVICES` in turn."""
+    return torch.device(request.param)

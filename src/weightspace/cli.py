@@ -2,12 +2,13 @@
 
 ::
 
-    weightspace zoo --dataset NAME --networks N --out DIR [--seed S] [--epochs E]
+    weightspace zoo --dataset NAME --networks N --out DIR [--seed S] [--epochs E] [--device D]
     weightspace zoo import --checkpoints DIR --targets FILE.csv --out ZOO [--module pkg.mod:F]
                            [--target COLUMN] [--activation NAME] [--split-seed S]
     weightspace train generalization --zoo DIR --model hnp|np|statnet|mlp --out RUN [--seed S]
                                      [--epochs E]
     weightspace inr fit --dataset NAME --out DIR [--seed S] [--limit N] [--augment K] [--steps T]
+                        [--device D]
     weightspace inr show --inrs DIR --out PNG [--n 16]
     weightspace inr edit --run RUN --inrs DIR --out DIR2       (INRs edited by a trained editor)
     weightspace train inr-classify --inrs DIR --model np|hnp|mlp|mlp-aug --out RUN [--seed S]
@@ -15,11 +16,16 @@
     weightspace train inr-edit --inrs DIR --edit dilate|contrast|erode|sharpen
                                --model np|hnp|pt|mlp --out RUN [--seed S] [--steps T]
     weightspace tickets generate --dataset NAME --networks N --out DIR [--seed S] [--sparsity 0.95]
+                                 [--device D]
     weightspace train tickets --tickets DIR --model np|hnp|pt --out RUN [--seed S] [--epochs E]
     weightspace tickets predict --run RUN --init FILE.safetensors --out MASK.safetensors
     weightspace evaluate --run RUN --zoo DIR | --inrs DIR | --tickets DIR
                                                               (writes RUN/eval/<DIR name>/)
     weightspace demo [--out DIR] [--networks N] [--epochs E] [--dataset NAME] [--zoo-epochs E]
+
+``--device`` (``auto``: CUDA when available, else CPU) is accepted by every command that trains
+or runs networks; a data folder records the device type it was computed on and resumes only on
+that type.
 
 Each command parses its arguments into a config and calls one function
 (:func:`~weightspace.data.zoo.generate_zoo`, :func:`~weightspace.data.zoo_import.import_zoo`,
@@ -53,6 +59,7 @@ if TYPE_CHECKING:
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
+_DEVICE_HELP = "auto (CUDA when available, else CPU), cpu, cuda or cuda:N"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -116,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     zoo.add_argument("--limit-train", type=positive_int, default=None, help="training images")
     zoo.add_argument("--limit-test", type=positive_int, default=None, help="test images")
+    zoo.add_argument("--device", default="auto", help=_DEVICE_HELP)
     zoo.set_defaults(handler=_zoo)
     zoo_commands = zoo.add_subparsers(dest="zoo_command", metavar="import")
     imp = zoo_commands.add_parser(
@@ -147,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--augment", type=int, default=None, help="extra fits of each training image"
     )
     inr_fit.add_argument("--steps", type=positive_int, default=None, help="Adam steps per SIREN")
+    inr_fit.add_argument("--device", default="auto", help=_DEVICE_HELP)
     inr_fit.set_defaults(handler=_inr_fit)
     inr_show = inr_commands.add_parser(
         "show", help="PNG of original images above their SIREN reconstructions"
@@ -161,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     inr_edit.add_argument("--run", required=True, help="run folder of `weightspace train inr-edit`")
     inr_edit.add_argument("--inrs", required=True, help="folder written by `weightspace inr fit`")
     inr_edit.add_argument("--out", required=True, help="INR folder to write (resumed if it exists)")
-    inr_edit.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    inr_edit.add_argument("--device", default="auto", help=_DEVICE_HELP)
     inr_edit.set_defaults(handler=_inr_edit)
 
     tickets = commands.add_parser(
@@ -185,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--chunk-size", type=positive_int, default=None, help="MLPs per file")
     generate.add_argument("--limit-train", type=positive_int, default=None, help="training images")
     generate.add_argument("--limit-test", type=positive_int, default=None, help="test images")
+    generate.add_argument("--device", default="auto", help=_DEVICE_HELP)
     generate.set_defaults(handler=_tickets_generate)
     predict = ticket_commands.add_parser(
         "predict", help="a sparse mask for your own initialisation, from a `train tickets` run"
@@ -194,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--init", required=True, help="safetensors file of the init (W1 … WL, b1 … bL)"
     )
     predict.add_argument("--out", required=True, help="safetensors file of the mask to write")
-    predict.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    predict.add_argument("--device", default="auto", help=_DEVICE_HELP)
     predict.set_defaults(handler=_tickets_predict)
 
     train = commands.add_parser("train", help="train a model on weights")
@@ -209,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
             data.add_argument(
                 f"--{_flag(task.data_field)}", help=f"{task.data_help}, for {task.command} runs"
             )
-    ev.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    ev.add_argument("--device", default="auto", help=_DEVICE_HELP)
     ev.set_defaults(handler=_evaluate)
 
     report = commands.add_parser(
@@ -256,6 +266,7 @@ def _zoo(args: argparse.Namespace) -> None:
         dataset=args.dataset,
         networks=args.networks,
         out=args.out,
+        device=args.device,
         **{k: v for k, v in options.items() if v is not None},
     )
     path = generate_zoo(config)
@@ -285,7 +296,10 @@ def _inr_fit(args: argparse.Namespace) -> None:
     options = {"seed": args.seed, "limit": args.limit, "augment": args.augment, "steps": args.steps}
     # Unset options keep InrConfig's own defaults.
     config = InrConfig(
-        dataset=args.dataset, out=args.out, **{k: v for k, v in options.items() if v is not None}
+        dataset=args.dataset,
+        out=args.out,
+        device=args.device,
+        **{k: v for k, v in options.items() if v is not None},
     )
     path = fit_inrs(config)
     print(f"INRs: {path}")
@@ -345,6 +359,7 @@ def _tickets_generate(args: argparse.Namespace) -> None:
         out=args.out,
         seed=args.seed,
         sparsity=args.sparsity,
+        device=args.device,
         **{k: v for k, v in options.items() if v is not None},
     )
     path = generate_tickets(config)

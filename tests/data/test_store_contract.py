@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 from weightspace.data.container import Zoo
 from weightspace.data.inr import InrConfig, fit_inrs, load_inrs
 from weightspace.data.zoo import ZooConfig, generate_zoo, load_zoo
+from weightspace.train.loop import resolve_device
 
 ZOO = {"dataset": "digits", "networks": 6, "seed": 3, "epochs": 1, "chunk_size": 2}
 ZOO_LIMITS = {"limit_train": 200, "limit_test": 100}
@@ -211,6 +212,39 @@ def test_a_resume_under_another_thread_count_is_refused(zoo: Path, tmp_path: Pat
         generate_zoo(ZooConfig(out=folder, **ZOO, **ZOO_LIMITS), progress=False, threads=2)
     assert snapshot(folder) == before
     generate_zoo(ZooConfig(out=folder, **ZOO, **ZOO_LIMITS), progress=False, threads=1)
+    assert_same_store(folder, zoo)
+
+
+def test_stores_record_the_device_and_refuse_a_resume_on_another(
+    zoo: Path, inrs: Path, tmp_path: Path
+) -> None:
+    made_on = resolve_device("auto").type  # the fixtures' default device
+    for name, folder, header in (("zoo", zoo, "zoo.json"), ("inrs", inrs, "inrs.json")):
+        stored = json.loads((folder / header).read_text())
+        assert stored["device"] == made_on, name
+        assert "device" not in stored["config"], name  # a header field, as threads
+    folder = copy(zoo, tmp_path)
+    edit_json(folder / "zoo.json", lambda h: h.update(device="elsewhere"))
+    (folder / "chunks" / "chunk-00002.json").unlink()
+    before = snapshot(folder)
+    with pytest.raises(ValueError, match=r"computed on device 'elsewhere', this run is on 'cpu'"):
+        generate_zoo(ZooConfig(out=folder, device="cpu", **ZOO, **ZOO_LIMITS), progress=False)
+    assert snapshot(folder) == before
+
+
+def test_a_store_from_before_the_device_was_recorded_resumes_on_the_cpu(
+    zoo: Path, tmp_path: Path
+) -> None:
+    if json.loads((zoo / "zoo.json").read_text())["device"] != "cpu":
+        pytest.skip("the fixture zoo was made on CUDA: its chunks are not the CPU's")
+    folder = copy(zoo, tmp_path)
+    edit_json(folder / "zoo.json", lambda h: h.pop("device"))
+    (folder / "chunks" / "chunk-00002.json").unlink()
+    generate_zoo(
+        ZooConfig(out=folder, device="cpu", **ZOO, **ZOO_LIMITS), progress=False, threads=1
+    )
+    assert "device" not in json.loads((folder / "zoo.json").read_text())  # the header is kept
+    (folder / "zoo.json").write_text((zoo / "zoo.json").read_text())
     assert_same_store(folder, zoo)
 
 

@@ -116,6 +116,22 @@ def test_resume_checks_config_and_threads(tmp_path: Path) -> None:
     store.check_resume(CONFIG, 2)
 
 
+def test_resume_checks_the_device_type(tmp_path: Path) -> None:
+    store = make(tmp_path / "s")
+    header = json.loads(store.header_path.read_text())
+    # Stores written before the device was recorded were computed on the CPU: they resume there.
+    assert "device" not in header
+    store.check_resume(CONFIG, 1, "cpu")
+    with pytest.raises(
+        ValueError, match=r"computed on device 'cpu', this run is on 'cuda'; .*--device cpu"
+    ):
+        store.check_resume(CONFIG, 1, "cuda")
+    store.header_path.write_text(json.dumps({**header, "device": "cuda"}))
+    store.check_resume(CONFIG, 1, "cuda")
+    with pytest.raises(ValueError, match=r"computed on device 'cuda', this run is on 'cpu'"):
+        store.check_resume(CONFIG, 1, "cpu")
+
+
 def test_store_threads() -> None:
     assert store_threads(None, 2) == 1  # torchrun: one thread per process
     assert store_threads(None, 1) == torch.get_num_threads()

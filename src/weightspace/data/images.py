@@ -17,7 +17,7 @@ import gzip
 import math
 import os
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -132,6 +132,16 @@ class ImageData:
                     f"{where}: {part}_y holds labels in [{int(y.min())}, {int(y.max())}], expected "
                     f"0 .. {len(self.classes) - 1}"
                 )
+
+    def to(self, device: torch.device | str) -> ImageData:
+        """The same images and labels on ``device`` (``self`` when they are there already)."""
+        device = torch.device(device)
+        if self.train_x.device == device:
+            return self
+        moved = {
+            key: getattr(self, key).to(device) for key in ("train_x", "train_y", "test_x", "test_y")
+        }
+        return replace(self, **moved)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

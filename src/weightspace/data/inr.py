@@ -26,9 +26,12 @@ Fitting and storage
 -------------------
 :func:`weightspace.train.siren.fit_sirens` fits many SIRENs at once. :func:`fit_inrs` fits one
 per image of a dataset into a :class:`~weightspace.io.store.ChunkStore` (resumable, shardable
-under ``torchrun``)::
+under ``torchrun``) on ``InrConfig.device`` (CUDA when available by default: the images and the
+weights being fitted live there, what is stored is moved to the CPU; every initialisation is
+drawn on a CPU generator and copied, so a SIREN's starting point is the same on every device)::
 
-    OUT/inrs.json                       format, spec, dataset, seed, classes, threads, InrConfig
+    OUT/inrs.json                       format, spec, dataset, seed, classes, threads, device,
+                                        InrConfig
     OUT/chunks/chunk-00000.safetensors  "W1" … "W3", "b1" … "b3", each (n_chunk, *shape) float32
     OUT/chunks/chunk-00000.json         one row per INR: index, label, image_index, source,
                                         split, copy, seed, psnr
@@ -63,6 +66,7 @@ from weightspace.io.store import (
 from weightspace.space.features import WeightSpaceFeatures
 from weightspace.space.spec import NetworkSpec
 from weightspace.train.distributed import rank_and_world
+from weightspace.train.loop import resolve_device
 
 if TYPE_CHECKING:
     from weightspace.data.images import ImageData
@@ -320,6 +324,10 @@ class InrConfig:
     val_fraction:
         The last ``floor(val_fraction * n_train)`` training images (by index) form the
         validation split; they and their INRs are never augmented.
+    device:
+        Where the SIRENs are fitted: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``,
+        ``"cuda"`` or ``"cuda:N"``. Not part of the stored config: ``inrs.json`` records the
+        device type in its own field (``"device"``), and a resume on another type is refused.
 
     Notes
     -----
@@ -337,6 +345,7 @@ class InrConfig:
     batch_networks: int = 32
     chunk_size: int = 256
     val_fraction: float = 0.1
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
@@ -375,11 +384,16 @@ class InrConfig:
                 f"InrConfig.val_fraction must be a number in [0, 1), got {self.val_fraction!r}"
             )
         self.val_fraction = float(self.val_fraction)
+        try:
+            resolve_device(self.device, check_available=False)
+        except ValueError as err:
+            raise ValueError(f"InrConfig.device: {err}") from None
 
     def to_json(self) -> dict[str, Any]:
-        """The config as stored in ``inrs.json`` (everything but ``out``)."""
+        """The config as stored in ``inrs.json`` (everything but ``out`` and ``device``: the
+        header records the device in its own field, as it does the thread count)."""
         d = asdict(self)
-        del d["out"]
+        del d["out"], d["device"]
         return d
 
 
@@ -526,7 +540,8 @@ def fit_inrs(config: InrConfig, progress: bool = True, *, threads: int | None = 
     ``inrs.json``. A chunk's bytes depend on the torch threads of the process that fitted it (see
     :mod:`weightspace.io.store`): ``inrs.json`` records the count and a resume with another one
     is refused; for the same count, the folder equals a one-process run whatever the number of
-    processes.
+    processes. The same holds for the device type (``config.device``, recorded as ``"device"``;
+    folders written before it was recorded were fitted on the CPU).
 
     Parameters
     ----------
@@ -545,8 +560,9 @@ def fit_inrs(config: InrConfig, progress: bool = True, *, threads: int | None = 
     Raises
     ------
     ValueError
-        For a folder that holds INRs of another config (naming the fields that differ) or of
-        another thread count, a store of another kind or a non-empty folder that is not one, an
+        For a folder that holds INRs of another config (naming the fields that differ), of
+        another thread count or another device type, CUDA asked for where none is available, a
+        store of another kind or a non-empty folder that is not one, an
         ``out`` that is a file, or bad ``RANK``/``WORLD_SIZE``.
     OSError
         When the folder cannot be written (naming the path).
@@ -555,15 +571,16 @@ def fit_inrs(config: InrConfig, progress: bool = True, *, threads: int | None = 
         raise ValueError(f"fit_inrs: config must be an InrConfig, got {type(config).__name__}")
     rank, world = rank_and_world()
     threads = store_threads(threads, world)
+    device = resolve_device(config.device)
     store = ChunkStore(config.out, INR_STORE)
-    store.check_resume(config.to_json(), threads)
+    store.check_resume(config.to_json(), threads, device.type)
 
     from weightspace.data.images import load_images
 
     data = load_images(config.dataset, limit_train=config.limit, limit_test=config.limit)
     items = _plan(len(data.train_y), len(data.test_y), config)
     num_chunks = math.ceil(len(items) / config.chunk_size)
-    header = _header(config, data, len(items), num_chunks, threads)
+    header = _header(config, data, len(items), num_chunks, threads, device.type)
     owned = store.begin(header, num_chunks, rank, world)
 
     def chunk_items(k: int) -> list[_Item]:
@@ -581,7 +598,9 @@ def fit_inrs(config: InrConfig, progress: bool = True, *, threads: int | None = 
         with torch_threads(threads):
             store.fill(
                 todo,
-                lambda k, position: _fit_chunk(config, chunk_items(k), data, progress, position),
+                lambda k, position: _fit_chunk(
+                    config, chunk_items(k), data, device, progress, position
+                ),
                 total=len(owned),
                 desc=f"INRs {config.dataset}",
                 progress=progress,
@@ -596,8 +615,14 @@ _TENSORS = {t.name: t.shape for t in SIREN_SPEC.tensors}
 
 
 def _fit_chunk(
-    config: InrConfig, items: list[_Item], data: ImageData, progress: bool, position: int
+    config: InrConfig,
+    items: list[_Item],
+    data: ImageData,
+    device: torch.device,
+    progress: bool,
+    position: int,
 ) -> tuple[dict[str, Tensor], list[dict[str, Any]]]:
+    """Fit the SIRENs of ``items`` on ``device``; return CPU tensors and the rows."""
     from weightspace.train import siren  # looked up per call, so tests can slow it down
 
     images = torch.stack(
@@ -613,11 +638,12 @@ def _fit_chunk(
         steps=config.steps,
         lr=config.lr,
         batch_networks=config.batch_networks,
+        device=device,
         progress=progress,
         progress_position=position,
     )
     tensors = {
-        t.name: x[:, 0].to(torch.float32).contiguous()
+        t.name: x[:, 0].to(device="cpu", dtype=torch.float32).contiguous()
         for t, x in zip(SIREN_SPEC.tensors, features.tensors)
     }
     rows = [
@@ -631,13 +657,13 @@ def _fit_chunk(
             "seed": seed,
             "psnr": score if math.isfinite(score) else None,
         }
-        for it, label, seed, score in zip(items, labels, seeds, scores.tolist())
+        for it, label, seed, score in zip(items, labels, seeds, scores.cpu().tolist())
     ]
     return tensors, rows
 
 
 def _header(
-    config: InrConfig, data: ImageData, num_inrs: int, num_chunks: int, threads: int
+    config: InrConfig, data: ImageData, num_inrs: int, num_chunks: int, threads: int, device: str
 ) -> dict[str, Any]:
     from weightspace import __version__
 
@@ -657,6 +683,7 @@ def _header(
         "chunk_size": config.chunk_size,
         "num_chunks": num_chunks,
         "threads": threads,
+        "device": device,
         "weightspace_version": __version__,
         "config": config.to_json(),
     }

@@ -9,7 +9,8 @@ the same sparsity (uniform over all weight entries) is retrained the same way, a
 
 The store is a :class:`~weightspace.io.store.ChunkStore` folder::
 
-    OUT/tickets.json                    format, spec, dataset, seed, sparsity, recipe, config
+    OUT/tickets.json                    format, spec, dataset, seed, sparsity, recipe, threads,
+                                        device, config
     OUT/chunks/chunk-00000.safetensors  "init.W1" … "init.bL", "mask.W1" … "mask.WL"
     OUT/chunks/chunk-00000.json         one row per network: seed, dense / IMP / random accuracy
 
@@ -19,6 +20,10 @@ The store is a :class:`~weightspace.io.store.ChunkStore` folder::
 :func:`train_masked` is the recipe itself, shared with the evaluation of predicted masks, so a
 predicted mask trains exactly as the IMP retrain did (same data order per network).
 :func:`load_tickets` reads a finished set as a :class:`TicketSet`.
+
+Training runs on ``TicketConfig.device`` (CUDA when available by default). Inits, random masks
+and every network's data order are drawn on CPU generators and copied, so they are the same on
+every device; what is stored is on the CPU.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ from weightspace.train.batched import (
     torch_threads,
 )
 from weightspace.train.distributed import rank_and_world
+from weightspace.train.loop import resolve_device
 from weightspace.train.optim import OPTIMIZERS
 
 __all__ = [
@@ -252,6 +258,7 @@ def train_masked(
     recipe: TicketRecipe,
     *,
     masks: Sequence[Tensor] | None = None,
+    device: torch.device | str | None = None,
     progress: bool = False,
     desc: str = "train",
     position: int = 0,
@@ -275,11 +282,15 @@ def train_masked(
         Epochs, batch size and the optimizer.
     masks:
         ``[M1, …, ML]`` 0/1, each ``(B, *weight shape)``; ``None`` trains densely.
+    device:
+        Where to train (``None``: the device of ``inits``). The data order is drawn on the CPU
+        and copied, so it is the same on every device.
 
     Returns
     -------
     (tensors, test_accuracy):
-        The trained ``[W1, …, bL]`` and the ``(B,)`` test accuracies.
+        The trained ``[W1, …, bL]`` and the ``(B,)`` test accuracies, on the device of
+        ``inits``.
 
     Raises
     ------
@@ -297,8 +308,16 @@ def train_masked(
     _check_finite(inits, spec, "train_masked: init")
     if masks is not None:
         check_mask(masks, spec, "train_masked")
+    home = inits[0].device
+    device = torch.device(device) if device is not None else home
+    data = data.to(device)
+    train_x, test_x = flat_images(data)
     trainer = BatchedTrainer(
-        list(inits), [recipe] * B, spec=spec, masks=None if masks is None else list(masks)
+        list(inits),
+        [recipe] * B,
+        spec=spec,
+        masks=None if masks is None else list(masks),
+        device=device,
     )
     n_train = train_x.shape[0]
     steps = math.ceil(n_train / recipe.batch_size)
@@ -308,13 +327,13 @@ def train_masked(
     )
     with bar:
         for _ in range(recipe.epochs):
-            order = torch.stack([torch.randperm(n_train, generator=g) for g in gens])
+            order = torch.stack([torch.randperm(n_train, generator=g) for g in gens]).to(device)
             for s in range(steps):
                 batch = order[:, s * recipe.batch_size : (s + 1) * recipe.batch_size]
                 trainer.step(gather_batches(train_x, batch), data.train_y[batch])
                 bar.update(1)
     _, correct = trainer.evaluate(test_x, data.test_y)
-    return trainer.tensors, correct.float().mean(dim=1)
+    return [t.to(home) for t in trainer.tensors], correct.float().mean(dim=1).to(home)
 
 
 # ------------------------------------------------------------------ config
@@ -342,6 +361,10 @@ class TicketConfig:
         Networks trained (and stored) together.
     limit_train, limit_test:
         Use only the first images of each split (``None``: all).
+    device:
+        Where the networks train: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``,
+        ``"cuda"`` or ``"cuda:N"``. Not part of the stored config: ``tickets.json`` records the
+        device type in its own field (``"device"``), and a resume on another type is refused.
     """
 
     dataset: str
@@ -354,6 +377,7 @@ class TicketConfig:
     chunk_size: int = 25
     limit_train: int | None = None
     limit_test: int | None = None
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
@@ -376,6 +400,10 @@ class TicketConfig:
                 f"TicketConfig.recipe must be a TicketRecipe, got {type(self.recipe).__name__}"
             )
         object.__setattr__(self, "out", os.fspath(self.out))
+        try:
+            resolve_device(self.device, check_available=False)
+        except ValueError as err:
+            raise ValueError(f"TicketConfig.device: {err}") from None
 
     @property
     def num_chunks(self) -> int:
@@ -385,9 +413,11 @@ class TicketConfig:
         return range(k * self.chunk_size, min((k + 1) * self.chunk_size, self.networks))
 
     def to_json(self) -> dict[str, Any]:
-        """The fields a resume must match (all but ``out``)."""
+        """The fields a resume must match (all but ``out`` and ``device``: the header records the
+        device in its own field, as it does the thread count)."""
         d = asdict(self)
         d.pop("out")
+        d.pop("device")
         d["hidden"] = list(self.hidden)
         return d
 
@@ -408,10 +438,12 @@ def _ticket_chunk(
     k: int,
     data: ImageData,
     *,
+    device: torch.device | None = None,
     progress: bool,
     position: int = 0,
 ) -> tuple[dict[str, Tensor], list[dict[str, Any]]]:
-    """Chunk ``k``: inits, IMP masks, and the dense / IMP / random test accuracies."""
+    """Chunk ``k``: inits, IMP masks, and the dense / IMP / random test accuracies (trained on
+    ``device``, returned on the CPU)."""
     indices = list(config.chunk_range(k))
     seeds = [network_seed(config.seed, i) for i in indices]
     inits_each = [init_mlp(spec, torch.Generator().manual_seed(s)) for s in seeds]
@@ -420,7 +452,7 @@ def _ticket_chunk(
 
     def run(masks: list[Tensor] | None, what: str) -> tuple[list[Tensor], Tensor]:
         return train_masked(
-            spec, inits, seeds, data, recipe, masks=masks, progress=progress,
+            spec, inits, seeds, data, recipe, masks=masks, device=device, progress=progress,
             desc=f"chunk {k} {what}", position=position,
         )  # fmt: skip
 
@@ -446,7 +478,7 @@ def _ticket_chunk(
     return tensors, rows
 
 
-def _header(config: TicketConfig, spec: NetworkSpec, threads: int) -> dict[str, Any]:
+def _header(config: TicketConfig, spec: NetworkSpec, threads: int, device: str) -> dict[str, Any]:
     from weightspace import __version__
 
     return {
@@ -461,6 +493,7 @@ def _header(config: TicketConfig, spec: NetworkSpec, threads: int) -> dict[str, 
         "chunk_size": config.chunk_size,
         "num_chunks": config.num_chunks,
         "threads": threads,
+        "device": device,
         "weightspace_version": __version__,
         "config": config.to_json(),
     }
@@ -485,7 +518,8 @@ def generate_tickets(
     (rewound to the init) and with a random mask of the same sparsity. Chunks already complete
     are skipped; under ``torchrun`` rank r builds the chunks k with ``k % WORLD_SIZE == r``. A
     chunk's bytes depend on the torch threads per process (recorded; a resume with another
-    count is refused), not on the number of processes.
+    count is refused), not on the number of processes; likewise the device type
+    (``config.device``, recorded; sets written before it was recorded were made on the CPU).
 
     Returns
     -------
@@ -503,21 +537,25 @@ def generate_tickets(
         )
     rank, world = rank_and_world()
     threads = store_threads(threads, world)
+    device = resolve_device(config.device)
     store = ChunkStore(config.out, TICKET_STORE)
-    store.check_resume(config.to_json(), threads)
+    store.check_resume(config.to_json(), threads, device.type)
     data = load_images(config.dataset, limit_train=config.limit_train, limit_test=config.limit_test)
     spec = _spec_of(config, data)
-    owned = store.begin(_header(config, spec, threads), config.num_chunks, rank, world)
+    owned = store.begin(_header(config, spec, threads, device.type), config.num_chunks, rank, world)
     todo = store.missing(
         owned, lambda k: _layout(spec, config.seed, config.chunk_size, config.networks, k)
     )
     if not todo:
         return Path(config.out)
+    data = data.to(device)
     retain_freed_memory()
     with torch_threads(threads):
         store.fill(
             todo,
-            lambda k, pos: _ticket_chunk(config, spec, k, data, progress=progress, position=pos),
+            lambda k, pos: _ticket_chunk(
+                config, spec, k, data, device=device, progress=progress, position=pos
+            ),
             total=len(owned),
             desc=f"tickets {config.dataset}",
             progress=progress,

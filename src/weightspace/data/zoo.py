@@ -2,7 +2,8 @@
 
 A zoo is a :class:`~weightspace.io.store.ChunkStore` folder::
 
-    OUT/zoo.json                        format, spec, dataset, seed, save epochs, threads, config
+    OUT/zoo.json                        format, spec, dataset, seed, save epochs, threads, device,
+                                        config
     OUT/chunks/chunk-00000.safetensors  "epoch{e}.W1" … "epoch{e}.b4", each (n_chunk, *shape)
     OUT/chunks/chunk-00000.json         one row per network: hyperparameters, metrics, diverged
 
@@ -18,6 +19,12 @@ optimizers vectorised over networks), writes each finished chunk atomically, res
 interruption and splits chunks across ``torchrun`` processes. :func:`load_zoo` reads a finished
 zoo back as a :class:`~weightspace.data.container.Zoo`. Nothing is pickled: tensors are
 safetensors, everything else JSON.
+
+Devices. Training runs on ``ZooConfig.device`` (CUDA when available by default); the images and
+the trained tensors live there, and what is stored is moved to the CPU. Every random draw that
+defines a network (its hyperparameters, initialisation, data subset, batch order and dropout
+masks) is made on CPU generators exactly as on a CPU-only run and then copied to the device, so
+on another device a network differs only by float rounding, never by its random choices.
 """
 
 from __future__ import annotations
@@ -54,6 +61,7 @@ from weightspace.train.batched import (
     torch_threads,
 )
 from weightspace.train.distributed import rank_and_world
+from weightspace.train.loop import resolve_device
 
 __all__ = [
     "ACTIVATIONS",
@@ -190,6 +198,10 @@ class ZooConfig:
         three spread out, always including the last (:attr:`saved_epochs`).
     limit_train, limit_test:
         Use only the first k images of each split (``load_images``' limits).
+    device:
+        Where the networks train: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``,
+        ``"cuda"`` or ``"cuda:N"``. Not part of the stored config: ``zoo.json`` records the
+        device type in its own field (``"device"``), and a resume on another type is refused.
     """
 
     dataset: str
@@ -202,6 +214,7 @@ class ZooConfig:
     save_epochs: tuple[int, ...] | None = None
     limit_train: int | None = None
     limit_test: int | None = None
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
@@ -239,6 +252,10 @@ class ZooConfig:
                     f"got {self.save_epochs!r}"
                 )
             self.save_epochs = epochs
+        try:
+            resolve_device(self.device, check_available=False)
+        except ValueError as err:
+            raise ValueError(f"ZooConfig.device: {err}") from None
 
     @property
     def saved_epochs(self) -> tuple[int, ...]:
@@ -256,9 +273,10 @@ class ZooConfig:
         return range(k * self.chunk_size, min((k + 1) * self.chunk_size, self.networks))
 
     def to_json(self) -> dict[str, Any]:
-        """The config as stored in ``zoo.json`` (everything but ``out``)."""
+        """The config as stored in ``zoo.json`` (everything but ``out`` and ``device``: the
+        header records the device in its own field, as it does the thread count)."""
         d = asdict(self)
-        del d["out"]
+        del d["out"], d["device"]
         d["save_epochs"] = None if self.save_epochs is None else list(self.save_epochs)
         return d
 
@@ -386,6 +404,7 @@ def zoo_trainer(
     hyperparameters: Sequence[Hyperparameters],
     *,
     generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
 ) -> BatchedTrainer:
     """A :class:`~weightspace.train.batched.BatchedTrainer` for zoo networks.
 
@@ -406,7 +425,9 @@ def zoo_trainer(
     hyperparameters:
         B recipes.
     generator:
-        Source of the dropout masks.
+        Source of the dropout masks (drawn on its device, then copied to ``device``).
+    device:
+        Where the networks train (``None``: the device of ``tensors``).
 
     Shapes
     ------
@@ -420,6 +441,7 @@ def zoo_trainer(
         stride=STRIDE,
         padding=PADDING,
         generator=generator,
+        device=device,
         step_group=STEP_GROUP,
         optimizer_options={
             "adam_betas": ADAM_BETAS,
@@ -470,7 +492,12 @@ def _make_network(seed: int, index: int, n_train: int) -> _Network:
 def _train_chunk(
     config: ZooConfig, k: int, data: ImageData, *, progress: bool, position: int = 0
 ) -> tuple[dict[str, Tensor], list[dict[str, Any]]]:
-    """Train chunk ``k``; return its safetensors dict and its JSON rows."""
+    """Train chunk ``k`` on the device of ``data``'s images; return its safetensors dict (CPU
+    tensors) and its JSON rows.
+
+    Inits, subsets and batch orders are drawn on the CPU and copied (see the module docstring).
+    """
+    device = data.train_x.device
     n_train = data.train_x.shape[0]
     nets = [_make_network(config.seed, i, n_train) for i in config.chunk_range(k)]
     B = len(nets)
@@ -479,6 +506,7 @@ def _train_chunk(
         stacked,
         [net.hp for net in nets],
         generator=torch.Generator().manual_seed(_chunk_seed(config.seed, k)),
+        device=device,
     )
     steps = math.ceil(n_train / config.batch_size)
     save = config.saved_epochs
@@ -486,12 +514,13 @@ def _train_chunk(
     in_subset = torch.zeros(B, n_train, dtype=torch.bool)
     for b, net in enumerate(nets):
         in_subset[b, net.subset] = True
+    in_subset = in_subset.to(device)
     diverged_step: list[int | None] = [None] * B
     tensors: dict[str, Tensor] = {}
     metrics: list[list[dict[str, Any]]] = [[] for _ in range(B)]
 
     def snapshot(epoch: int) -> None:
-        current = trainer.tensors
+        current = [t.cpu() for t in trainer.tensors]
         finite = torch.ones(B, dtype=torch.bool)
         for spec, t in zip(ZOO_SPEC.tensors, current):
             tensors[f"epoch{epoch}.{spec.name}"] = t.to(torch.float32).contiguous()
@@ -499,8 +528,9 @@ def _train_chunk(
         tr_loss, tr_ok = trainer.evaluate(data.train_x, data.train_y)
         te_loss, te_ok = trainer.evaluate(data.test_x, data.test_y)
         mask = in_subset.to(tr_loss.dtype)
-        tr_loss = (tr_loss * mask).sum(1) / mask.sum(1)
-        tr_acc = (tr_ok & in_subset).sum(1) / in_subset.sum(1)
+        tr_loss = ((tr_loss * mask).sum(1) / mask.sum(1)).cpu()
+        tr_acc = ((tr_ok & in_subset).sum(1) / in_subset.sum(1)).cpu()
+        te_loss, te_ok = te_loss.cpu(), te_ok.cpu()
         for b in range(B):
             if not bool(finite[b]) and diverged_step[b] is None:
                 diverged_step[b] = trainer.steps
@@ -528,12 +558,12 @@ def _train_chunk(
     with bar:
         for epoch in range(1, config.epochs + 1):
             idx = torch.stack([net.stream.take(steps * config.batch_size) for net in nets])
-            idx = idx.view(B, steps, config.batch_size)
+            idx = idx.view(B, steps, config.batch_size).to(device)
             for s in range(steps):
                 batch = idx[:, s]
                 loss = trainer.step(gather_batches(data.train_x, batch), data.train_y[batch])
                 bad = ~torch.isfinite(loss)
-                if bool(bad.any()):
+                if bool(bad.any()):  # a device sync per step: divergence is checked as it happens
                     for b in bad.nonzero().flatten().tolist():
                         if diverged_step[b] is None:
                             diverged_step[b] = trainer.steps
@@ -556,7 +586,7 @@ def _train_chunk(
     return tensors, rows
 
 
-def _zoo_header(config: ZooConfig, threads: int) -> dict[str, Any]:
+def _zoo_header(config: ZooConfig, threads: int, device: str) -> dict[str, Any]:
     from weightspace import __version__
 
     return {
@@ -571,6 +601,7 @@ def _zoo_header(config: ZooConfig, threads: int) -> dict[str, Any]:
         "chunk_size": config.chunk_size,
         "num_chunks": config.num_chunks,
         "threads": threads,
+        "device": device,
         "weightspace_version": __version__,
         "config": config.to_json(),
     }
@@ -592,7 +623,10 @@ def generate_zoo(config: ZooConfig, *, progress: bool = True, threads: int | Non
     A chunk's bytes depend on the torch threads of the process that trained it, not on the rank
     or the number of processes (see :mod:`weightspace.io.store`). ``zoo.json`` records the
     count, and a resume with another count is refused; for the same count, a zoo made by any
-    number of processes equals a one-process run.
+    number of processes equals a one-process run. Likewise for the device type
+    (``config.device``): float results differ across devices, so ``zoo.json`` records it
+    (zoos written before it was recorded were made on the CPU) and a resume on another type is
+    refused. The random draws are the same on every device (see the module docstring).
 
     Parameters
     ----------
@@ -616,7 +650,8 @@ def generate_zoo(config: ZooConfig, *, progress: bool = True, threads: int | Non
     ------
     ValueError
         For an unknown dataset; a folder that holds a zoo of another config (naming the fields
-        that differ) or another thread count, a store of another kind, or is not empty and holds
+        that differ), another thread count or another device type, CUDA asked for where none
+        is available, a store of another kind, or is not empty and holds
         no zoo; an ``out`` that is a file; or bad ``RANK``/``WORLD_SIZE``.
     OSError
         When the folder cannot be written (naming the path).
@@ -629,9 +664,10 @@ def generate_zoo(config: ZooConfig, *, progress: bool = True, threads: int | Non
         )
     rank, world = rank_and_world()
     threads = store_threads(threads, world)
+    device = resolve_device(config.device)
     store = ChunkStore(config.out, ZOO_STORE)
-    store.check_resume(config.to_json(), threads)
-    owned = store.begin(_zoo_header(config, threads), config.num_chunks, rank, world)
+    store.check_resume(config.to_json(), threads, device.type)
+    owned = store.begin(_zoo_header(config, threads, device.type), config.num_chunks, rank, world)
     tensors = _tensors(config.saved_epochs)
 
     def layout(k: int) -> ChunkLayout:
@@ -642,6 +678,7 @@ def generate_zoo(config: ZooConfig, *, progress: bool = True, threads: int | Non
     if not todo:
         return Path(config.out)
     data = load_images(config.dataset, limit_train=config.limit_train, limit_test=config.limit_test)
+    data = data.to(device)
     retain_freed_memory()
     with torch_threads(threads):
         store.fill(

@@ -25,6 +25,11 @@ Threads. CPU convolutions and matrix products reduce in an order that depends on
 threads, so a chunk's bytes depend on the torch threads of the process that computed it (not on
 the rank or the number of processes). The header records that count (``"threads"``) and a
 resume with another count is refused: a store's bytes are then those of one thread count.
+
+Devices. For the same reason the header records the device type the chunks were computed on
+(``"device"``: ``"cpu"`` or ``"cuda"``), and a resume on another type is refused. Stores written
+before the device was recorded were all computed on the CPU, so a missing field reads as
+``"cpu"``: they resume on the CPU as before.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from weightspace.space.spec import NetworkSpec
 
 __all__ = [
     "CHUNKS_DIR",
+    "DEFAULT_STORE_DEVICE",
     "ChunkLayout",
     "ChunkStore",
     "ForeignStoreError",
@@ -130,6 +136,11 @@ class ForeignStoreError(ValueError):
     """A folder holds (or its chunks belong to) a store of another kind: never overwrite it."""
 
 
+#: The device type of a store whose header records none: stores were computed on the CPU until
+#: the device was recorded.
+DEFAULT_STORE_DEVICE = "cpu"
+
+
 def store_threads(threads: int | None, world: int) -> int:
     """The torch threads a generating process runs with: ``threads``, else 1 under ``torchrun``
     (``world > 1``: one thread per process), else the current count."""
@@ -203,14 +214,17 @@ class ChunkStore:
         return stem.with_suffix(".safetensors"), stem.with_suffix(".json")
 
     # ---------------------------------------------------------------- writing
-    def check_resume(self, config: Mapping[str, Any], threads: int) -> None:
+    def check_resume(self, config: Mapping[str, Any], threads: int, device: str = "cpu") -> None:
         """Refuse to write into this folder unless it is empty, new, or this job's own store.
+
+        ``device`` is the type of the device this run computes on (``"cpu"``, ``"cuda"``).
 
         Raises
         ------
         ValueError
             ``root`` is a file; the header is of another kind, not JSON, or records another
-            config (naming every field that differs) or another thread count.
+            config (naming every field that differs), another thread count or another device
+            type.
         ForeignStoreError
             The folder holds a store of another kind, or is not empty and holds no store.
         """
@@ -256,6 +270,13 @@ class ChunkStore:
                 f"process, this run has {threads}; a chunk's bytes depend on the thread count, so "
                 f"resume with {stored_threads} (OMP_NUM_THREADS={stored_threads} or "
                 f"threads={stored_threads}) or use another output folder"
+            )
+        stored_device = stored.get("device", DEFAULT_STORE_DEVICE)
+        if stored_device != device:
+            raise ValueError(
+                f"{str(self.header_path)!r} was computed on device {stored_device!r}, this run is "
+                f"on {device!r}; float results differ across devices, so resume with "
+                f"device={stored_device!r} (--device {stored_device}) or use another output folder"
             )
 
     def _refuse_foreign(self) -> None:

@@ -471,6 +471,8 @@ def allocated_top_k(logits: WeightSpaceFeatures, sparsity: float) -> WeightSpace
         raise ValueError(
             f"{who}: sparsity {sparsity} keeps no weight of the {sum(sizes)} in {spec}"
         )
+    # The budgets are a short sequential loop over (B, L) numbers (layer_budgets): computed on
+    # the CPU in float64, whatever the logits' device; the ranking within tensors stays there.
     flats = [w.reshape(b, -1).detach().to("cpu", torch.float64) for w in logits.weights]
     for t, name in zip(flats, _names(logits)):
         if torch.isnan(t).any():
@@ -487,19 +489,21 @@ def budgeted_mask(scores: WeightSpaceFeatures, budgets: Tensor) -> WeightSpaceFe
     ------
     - scores: 1-channel features on a spec with ``B`` networks and ``L`` weight tensors
     - budgets: ``(B, L)`` integers
-    - output: 0/1 features of the same shapes, in the scores' dtype (float32 for integer scores)
+    - output: 0/1 features of the same shapes, in the scores' dtype (float32 for integer scores),
+      on the scores' device (a stable sort is exact, so the mask is the same on every device)
     """
     spec, b = scores.spec, scores.batch_size
     first = scores.weights[0]
     dtype = first.dtype if first.is_floating_point() else torch.float32
     weights = []
     for j, (w, shape) in enumerate(zip(scores.weights, spec.weight_shapes)):
-        f = w.reshape(b, -1).detach().to("cpu")
+        f = w.reshape(b, -1).detach()
         order = torch.sort(f, dim=1, descending=True, stable=True).indices
         rank = torch.empty_like(order)
-        rank.scatter_(1, order, torch.arange(f.shape[1]).expand(b, -1).contiguous())
+        positions = torch.arange(f.shape[1], device=f.device).expand(b, -1).contiguous()
+        rank.scatter_(1, order, positions)
         kept = rank < budgets[:, j : j + 1].to(rank.device)
-        weights.append(kept.to(dtype).reshape(b, 1, *shape).to(w.device))
+        weights.append(kept.to(dtype).reshape(b, 1, *shape))
     biases = [torch.ones(b, 1, *s, dtype=dtype, device=first.device) for s in spec.bias_shapes]
     return WeightSpaceFeatures(weights, biases, spec)
 

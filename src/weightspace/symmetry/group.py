@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from weightspace.space.features import WeightSpaceFeatures, check_perms
 from weightspace.space.spec import Mode, NetworkSpec, weight_layers
+from weightspace.symmetry.neurons import generator_device
 
 Perms = list[Tensor | None]
 
@@ -40,14 +41,18 @@ def sample(
         ``"hnp"`` permutes hidden layers only; ``"np"`` every layer, inputs and outputs included.
     batch_size:
         If given, draw one element per network: entries of shape ``(batch_size, n_i)``.
+    generator, device:
+        Drawn on ``generator``'s device (the CPU for the global generator), then moved to
+        ``device`` (if given): a CPU generator gives the same element on every device.
     """
     out = identity(spec)
+    source = generator_device(generator)
     for i in spec.permuted_layers(mode):
         n = spec.widths[i]
         if batch_size is None:
-            out[i] = torch.randperm(n, generator=generator)
+            out[i] = torch.randperm(n, generator=generator, device=source)
         else:
-            out[i] = torch.rand(batch_size, n, generator=generator).argsort(dim=1)
+            out[i] = torch.rand(batch_size, n, generator=generator, device=source).argsort(dim=1)
         if device is not None:
             out[i] = out[i].to(device)
     return out

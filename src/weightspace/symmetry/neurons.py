@@ -31,6 +31,16 @@ __all__ = ["flip_signs", "rescale_neurons", "sample_scales", "sample_signs"]
 Factors = list[Tensor]
 
 
+def generator_device(generator: torch.Generator | None) -> torch.device:
+    """Where a sampler draws: on ``generator``'s device, or the CPU for the global generator.
+
+    Samplers draw there and then move the result to the ``device`` asked for, so that a CPU
+    generator gives the same factors whatever device they are used on (and a CUDA generator
+    can be passed without a device mismatch).
+    """
+    return generator.device if generator is not None else torch.device("cpu")
+
+
 def _check_batch(batch_size: int, who: str) -> None:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"{who}: batch_size must be a positive int, got {batch_size!r}")
@@ -44,11 +54,15 @@ def sample_signs(
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Factors:
-    """Uniformly random ±1 per hidden neuron and network: ``(batch_size, n_i)`` for i = 1..L-1."""
+    """Uniformly random ±1 per hidden neuron and network: ``(batch_size, n_i)`` for i = 1..L-1.
+
+    Drawn on ``generator``'s device (the CPU for the global generator) and moved to ``device``.
+    """
     _check_batch(batch_size, "sample_signs")
+    source = generator_device(generator)
     out = []
     for n in spec.widths[1:-1]:
-        bits = torch.randint(0, 2, (batch_size, n), generator=generator)
+        bits = torch.randint(0, 2, (batch_size, n), generator=generator, device=source)
         out.append((1 - 2 * bits).to(device=device, dtype=dtype))
     return out
 
@@ -62,16 +76,20 @@ def sample_scales(
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Factors:
-    """Log-uniform factors in ``[1 / max_factor, max_factor]`` per hidden neuron and network."""
+    """Log-uniform factors in ``[1 / max_factor, max_factor]`` per hidden neuron and network.
+
+    Drawn on ``generator``'s device (the CPU for the global generator) and moved to ``device``.
+    """
     _check_batch(batch_size, "sample_scales")
     if not (isinstance(max_factor, int | float) and math.isfinite(max_factor) and max_factor >= 1):
         raise ValueError(
             f"sample_scales: max_factor must be a finite number >= 1, got {max_factor!r}"
         )
     log_max = math.log(max_factor)
+    source = generator_device(generator)
     out = []
     for n in spec.widths[1:-1]:
-        u = torch.rand(batch_size, n, generator=generator, dtype=torch.float64)
+        u = torch.rand(batch_size, n, generator=generator, dtype=torch.float64, device=source)
         out.append(torch.exp((2 * u - 1) * log_max).to(device=device, dtype=dtype))
     return out
 

@@ -43,6 +43,7 @@ from weightspace.symmetry.neurons import (
     along_columns,
     along_rows,
     check_factors,
+    generator_device,
 )
 
 __all__ = [
@@ -78,9 +79,10 @@ def sample_half_period_shifts(
     - returns: ``(batch_size, n_i)`` bool for each hidden layer i = 1..L-1
     """
     _check_batch(batch_size, "sample_half_period_shifts")
+    source = generator_device(generator)  # drawn there, then moved to device
     out = []
     for n in spec.widths[1:-1]:
-        bits = torch.randint(0, 2, (batch_size, n), generator=generator)
+        bits = torch.randint(0, 2, (batch_size, n), generator=generator, device=source)
         out.append(bits.to(device=device, dtype=torch.bool))
     return out
 

@@ -511,8 +511,8 @@ def edit_inr_folder(
     ValueError
         ``run`` is not an INR-editing run; ``inrs`` is not a folder written by
         ``weightspace inr fit``, lies on another weight space or holds images of another size
-        than the run's; ``out`` holds another store, or INRs edited by another run or from
-        another folder.
+        than the run's; ``out`` holds another store, or INRs edited by another run, from
+        another folder or on another device type (``out``'s header records ``device``).
     """
     run, inrs, out = Path(run), Path(inrs), Path(out)
     task, spec, model = runner.load_trained(InrEditing, run)
@@ -537,8 +537,10 @@ def edit_inr_folder(
         "run": os.path.abspath(run),
         "source": os.path.abspath(inrs),
     }
+    dev = resolve_device(device)
     store = ChunkStore(out, INR_STORE)
-    store.check_resume(header["config"], header.get("threads"))
+    # The edits are computed on dev: the header records its type, and a resume must match it.
+    store.check_resume(header["config"], header.get("threads"), dev.type)
     if store.header_path.is_file():
         previous = read_json(store.header_path).get("edit")
         if previous != stamp:
@@ -548,13 +550,12 @@ def edit_inr_folder(
             )
     chunk_size = int(header["chunk_size"])
     num_chunks = math.ceil(len(data) / chunk_size)
-    owned = store.begin({**header, "edit": stamp}, num_chunks, 0, 1)
+    owned = store.begin({**header, "edit": stamp, "device": dev.type}, num_chunks, 0, 1)
     shapes = {t.name: t.shape for t in spec.tensors}
 
     def layout(k: int) -> ChunkLayout:
         return ChunkLayout(k, range(k * chunk_size, min((k + 1) * chunk_size, len(data))), shapes)
 
-    dev = resolve_device(device)
     model.to(dev).eval()
     height, width = edits.image_size
 

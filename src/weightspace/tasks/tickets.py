@@ -310,9 +310,17 @@ class Tickets(Task):
         rand = _as_features(random_mask(spec, sparsity, seeds), test.inits)
         accuracy: dict[str, Tensor] = {k: test.accuracy[k] for k in ("dense", "imp", "random")}
         start = time.perf_counter()
+        # Retrained where the model is (the data order is the same on every device).
+        device = next(model.parameters()).device
         for kind, masks in (("mask", pred), ("magnitude", magnitude)):
             _, accuracy[kind] = train_masked(
-                spec, init, seeds, images, recipe, masks=[w[:, 0] for w in masks.weights]
+                spec,
+                init,
+                seeds,
+                images,
+                recipe,
+                masks=[w[:, 0] for w in masks.weights],
+                device=device,
             )
         train_s = time.perf_counter() - start
         overlap = {

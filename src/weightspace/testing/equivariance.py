@@ -1,8 +1,14 @@
-"""Equivariance and invariance checks in float64, reporting the worst error per tensor."""
+"""Equivariance and invariance checks in float64, reporting the worst error per tensor.
+
+Every check runs on a device: ``device=`` if given, else the device of the module's parameters,
+else that of the ``features`` passed in, else the CPU. Inputs and group elements are drawn on a
+seeded CPU generator and copied there, so a check sees the same inputs on every device.
+"""
 
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Callable
 
 import torch
@@ -49,6 +55,19 @@ def _as_float64(fn: Callable) -> Callable:
     return fn
 
 
+def _device_of(
+    fn: Callable, device: torch.device | str | None, features: WeightSpaceFeatures | None
+) -> torch.device:
+    """``device``, else where the module ``fn`` keeps its parameters (or buffers), else where
+    the given ``features`` are, else the CPU."""
+    if device is not None:
+        return torch.device(device)
+    if isinstance(fn, nn.Module):
+        for t in itertools.chain(fn.parameters(), fn.buffers()):
+            return t.device
+    return features.device if features is not None else torch.device("cpu")
+
+
 def _setup(
     fn: Callable,
     spec: NetworkSpec,
@@ -56,12 +75,18 @@ def _setup(
     batch_size: int,
     in_channels: int,
     seed: int,
+    device: torch.device | str | None = None,
 ) -> tuple[Callable, WeightSpaceFeatures, torch.Generator]:
-    """The float64 function, float64 input features and the seeded generator of a check."""
+    """The float64 function, float64 input features (both on the check's device) and the
+    seeded CPU generator of a check."""
+    dev = _device_of(fn, device, features)
     gen = torch.Generator().manual_seed(seed)
     if features is None:
         features = random_features(spec, batch_size, in_channels, generator=gen)
-    return _as_float64(fn), features.to(torch.float64), gen
+    fn = _as_float64(fn)
+    if isinstance(fn, nn.Module):
+        fn = fn.to(dev)
+    return fn, features.to(device=dev, dtype=torch.float64), gen
 
 
 def _relative(a: Tensor, b: Tensor) -> float:
@@ -80,14 +105,16 @@ def equivariance_errors(
     seed: int = 0,
     features: WeightSpaceFeatures | None = None,
     perms: list | None = None,
+    device: torch.device | str | None = None,
 ) -> dict[str, float]:
     """Worst relative error per output tensor of ``fn(g·x)`` against ``g·fn(x)``.
 
     ``fn`` maps features to features (an ``nn.Module`` is copied and cast to float64, in eval
     mode). Each of ``trials`` draws a random group element of ``mode`` (or uses ``perms``); the
-    error of a tensor is ``max|fn(g·x) - g·fn(x)| / max|g·fn(x)|``.
+    error of a tensor is ``max|fn(g·x) - g·fn(x)| / max|g·fn(x)|``. ``device``: where the
+    check runs (see the module docstring).
     """
-    fn, x, gen = _setup(fn, spec, features, batch_size, in_channels, seed)
+    fn, x, gen = _setup(fn, spec, features, batch_size, in_channels, seed, device)
     with torch.no_grad():
         y = fn(x)
         worst: dict[str, float] = {t.name: 0.0 for t in y.spec.tensors}
@@ -110,14 +137,22 @@ def assert_equivariant(
     trials: int = 3,
     rtol: float = 1e-9,
     seed: int = 0,
+    device: torch.device | str | None = None,
 ) -> dict[str, float]:
     """Assert ``fn(g·x) == g·fn(x)`` for random features and group elements, in float64.
 
     Returns the worst relative error per output tensor; raises :class:`EquivarianceError` naming
-    each tensor above ``rtol``.
+    each tensor above ``rtol``. ``device``: where the check runs (see the module docstring).
     """
     errors = equivariance_errors(
-        fn, spec, mode, in_channels=in_channels, batch_size=batch_size, trials=trials, seed=seed
+        fn,
+        spec,
+        mode,
+        in_channels=in_channels,
+        batch_size=batch_size,
+        trials=trials,
+        seed=seed,
+        device=device,
     )
     bad = {name: err for name, err in errors.items() if not err <= rtol}
     if bad:
@@ -139,12 +174,14 @@ def invariance_error(
     seed: int = 0,
     features: WeightSpaceFeatures | None = None,
     perturb: Callable[[WeightSpaceFeatures, torch.Generator], WeightSpaceFeatures] | None = None,
+    device: torch.device | str | None = None,
 ) -> float:
     """Worst relative error of ``fn(g·x)`` against ``fn(x)``.
 
     ``perturb`` replaces the group action (to run controls, e.g. :func:`inconsistent_permutation`).
+    ``device``: where the check runs (see the module docstring).
     """
-    fn, x, gen = _setup(fn, spec, features, batch_size, in_channels, seed)
+    fn, x, gen = _setup(fn, spec, features, batch_size, in_channels, seed, device)
     worst = 0.0
     with torch.no_grad():
         y = fn(x)
@@ -168,13 +205,22 @@ def assert_invariant(
     trials: int = 3,
     rtol: float = 1e-9,
     seed: int = 0,
+    device: torch.device | str | None = None,
 ) -> float:
     """Assert ``fn(g·x) == fn(x)`` for random features and group elements, in float64.
 
     Returns the worst relative error; raises :class:`EquivarianceError` above ``rtol``.
+    ``device``: where the check runs (see the module docstring).
     """
     err = invariance_error(
-        fn, spec, mode, in_channels=in_channels, batch_size=batch_size, trials=trials, seed=seed
+        fn,
+        spec,
+        mode,
+        in_channels=in_channels,
+        batch_size=batch_size,
+        trials=trials,
+        seed=seed,
+        device=device,
     )
     if not err <= rtol:
         raise EquivarianceError(

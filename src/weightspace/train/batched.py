@@ -12,6 +12,13 @@ them one ``nn.Module`` at a time leaves a CPU idle between tiny kernels, so
   the next layer's weights;
 - the update is :class:`weightspace.train.optim.PerNetworkOptimizer` on one ``(B, P)`` tensor.
 
+Devices. The trainer runs where its tensors are (``device=`` moves them). Dropout masks are drawn
+on the *generator's* device and copied to the activations' device: with a CPU generator (the
+default, and what zoo generation uses) the masks are bit-identical on every device, so a
+network's dropout pattern never depends on the GPU's random generator. The price on a GPU is a
+CPU draw and a host-to-device copy of one byte per hidden activation per step; a CUDA generator
+draws on the GPU instead (faster, but the masks are then those of that device's generator).
+
 :func:`weightspace.train.siren.fit_sirens` is the same idea for SIRENs. Speed figures, and why
 steps run in groups of networks, are in BENCHMARKS.md.
 """
@@ -291,13 +298,24 @@ _rng_worker: tuple[int, ThreadPoolExecutor] | None = None  # (owning pid, worker
 
 
 def _random_bytes(n: int, device: torch.device, generator: torch.Generator | None) -> Tensor:
-    """``n`` uniform random bytes: eight per 64-bit word of ``random_`` over the full range.
+    """``n`` uniform random bytes on ``device``: eight per 64-bit word of ``random_`` over the
+    full range, drawn on ``generator``'s device (the CPU's global generator when ``None``) and
+    copied to ``device``.
+
+    Drawing where the generator lives keeps the bytes those of the generator's stream whatever
+    ``device`` is: a CPU generator gives the same masks on the CPU and on a GPU.
 
     On the CPU ``random_`` runs on one core. Large draws are split in two halves, filled at
     once from two generators (a worker thread takes the second; torch releases the GIL) whose
     seeds come from ``generator``: still one deterministic stream per ``generator`` state,
     whatever the number of cores, and faster on two cores or more.
     """
+    source = generator.device if generator is not None else torch.device("cpu")
+    return _draw_bytes(n, source, generator).to(device)
+
+
+def _draw_bytes(n: int, device: torch.device, generator: torch.Generator | None) -> Tensor:
+    """:func:`_random_bytes` on the generator's own ``device``."""
     words = -(-n // 8)
     raw = torch.empty(words, dtype=torch.int64, device=device)
     if device.type != "cpu" or words < _SPLIT_WORDS:
@@ -357,7 +375,8 @@ class BatchedTrainer:
     stride, padding:
         Of every conv layer.
     generator:
-        Source of the dropout masks.
+        Source of the dropout masks, drawn on its device and copied to ``device`` (see the
+        module docstring): a CPU generator gives the same masks on every device.
     step_group:
         Networks whose forward and backward run together (:data:`STEP_GROUP`); part of the
         result, since masks are drawn group by group.
@@ -369,6 +388,10 @@ class BatchedTrainer:
         training (lottery tickets). The weights are multiplied by their masks once, and every
         gradient is masked before the update, so a pruned weight stays exactly 0 under every
         rule (its optimizer state stays 0 too; L2 of a zero weight is 0). Biases are dense.
+    device:
+        Where the parameters, optimizer state and steps live (``None``: the device of
+        ``tensors``). The inputs of :meth:`step` and :meth:`evaluate` must be there too;
+        :attr:`tensors` are returned there.
 
     Shapes
     ------
@@ -390,6 +413,7 @@ class BatchedTrainer:
         step_group: int = STEP_GROUP,
         optimizer_options: dict[str, Any] | None = None,
         masks: Sequence[Tensor] | None = None,
+        device: torch.device | str | None = None,
     ) -> None:
         B = len(hyperparameters)
         if len(tensors) != len(spec.tensors):
@@ -422,13 +446,16 @@ class BatchedTrainer:
             range(B), key=lambda b: (hyperparameters[b].activation, hyperparameters[b].optimizer)
         )
         self._identity = order == list(range(B))
-        self._order = torch.tensor(order, device=tensors[0].device)
+        self.device = torch.device(device) if device is not None else tensors[0].device
+        self._order = torch.tensor(order, device=self.device)
         self._inverse = torch.argsort(self._order)
         hyperparameters = [hyperparameters[b] for b in order]
         # All of a network's parameters in one row of a (B, P) tensor, so that the update is a
         # few operations on one tensor; the per-layer tensors are views of it, (B, 1, *shape)
         # each (the 1-channel layout of WeightSpaceFeatures). Weights come first, then biases.
-        rows = [t.detach().index_select(0, self._order).reshape(B, -1) for t in tensors]
+        rows = [
+            t.detach().to(self.device).index_select(0, self._order).reshape(B, -1) for t in tensors
+        ]
         self._flat = torch.cat(rows, dim=1)
         self._sizes = [r.shape[1] for r in rows]
         self._num_weights = sum(self._sizes[: spec.num_layers])
@@ -472,7 +499,8 @@ class BatchedTrainer:
                 )
             if not bool(((m == 0) | (m == 1)).all()):
                 raise ValueError(f"BatchedTrainer: mask of {ts.name} holds values other than 0/1")
-            rows.append(m.detach().to(self._flat.dtype).index_select(0, self._order).reshape(B, -1))
+            m = m.detach().to(device=self.device, dtype=self._flat.dtype)
+            rows.append(m.index_select(0, self._order).reshape(B, -1))
         ones = self._flat.new_ones(B, self._flat.shape[1] - self._num_weights)
         return torch.cat([*rows, ones], dim=1)
 

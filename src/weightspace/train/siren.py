@@ -114,6 +114,7 @@ def fit_sirens(
     lr: float = DEFAULT_LR,
     batch_networks: int = 32,
     spec: NetworkSpec = SIREN_SPEC,
+    device: torch.device | str | None = None,
     progress: bool = False,
     progress_position: int = 0,
 ) -> tuple[WeightSpaceFeatures, Tensor]:
@@ -123,7 +124,8 @@ def fit_sirens(
     seeds[b])`` and takes ``steps`` Adam steps (``torch.optim.Adam``, lr ``lr``, betas (0.9,
     0.999), eps 1e-8) on the mean squared error over all pixels of its image. Networks are
     independent: the result equals a per-SIREN ``nn.Module`` loop (to rounding), whatever
-    ``batch_networks`` is.
+    ``batch_networks`` is. The initialisations are drawn on the CPU and copied to the device,
+    so they are the same on every device.
 
     Parameters
     ----------
@@ -137,6 +139,8 @@ def fit_sirens(
         Networks fitted at once (a speed/memory trade-off only).
     spec:
         Dense weight space with 2 inputs and C outputs.
+    device:
+        Where to fit (``None``: the device of ``images``); ``images`` are copied there.
     progress:
         Show a tqdm bar over steps.
 
@@ -144,7 +148,7 @@ def fit_sirens(
     -------
     (features, psnr):
         The fitted networks, ``(B, 1, …)`` on ``spec``, and their :func:`psnr` ``(B,)`` in dB
-        against ``images``, from :func:`render` of the final weights.
+        against ``images``, from :func:`render` of the final weights; both on ``device``.
 
     Raises
     ------
@@ -172,6 +176,8 @@ def fit_sirens(
             raise ValueError(f"fit_sirens: {name} must be an int >= {low}, got {value!r}")
     if not (isinstance(lr, int | float) and math.isfinite(lr) and lr > 0):
         raise ValueError(f"fit_sirens: lr must be a positive finite number, got {lr!r}")
+    if device is not None:
+        images = images.to(device)
     coords = pixel_grid(H, W, dtype=images.dtype, device=images.device)
     targets = images.permute(0, 2, 3, 1).reshape(B, H * W, C)
     parts: list[list[Tensor]] = []
