@@ -143,7 +143,8 @@ def load_any_zoo(
         step = FINAL_STEP if epoch is None else epoch
         return load_small_cnn_zoo(path, step=step, split_seed=split_seed)
     zoo = zoo_store.load_zoo(path, epoch=epoch, split_seed=split_seed, checkpoints=checkpoints)
-    if checkpoints == "all":
+    # An imported zoo, or one that saved a single epoch, has one checkpoint per network anyway.
+    if zoo.info.get("checkpoints") == "all":
         return _final_outside_train(zoo, "epoch")
     return zoo
 
