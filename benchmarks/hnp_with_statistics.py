@@ -1,0 +1,83 @@
+"""An experiment behind RESULTS.md (issue 13), not part of the package: NFN_HNP's pooled
+features beside StatNN's per-tensor statistics of the raw weights, in one MLP head.
+
+Such a model can compute what StatNN computes and what NFN_HNP computes. It runs through the
+generalization task's own runner, with ``build_predictor`` swapped for this model, so data,
+split, training and scoring are those of ``train generalization --model hnp``.
+
+    python benchmarks/hnp_with_statistics.py --zoo runs/zoo-fmnist-faithful --seed 0 \\
+        --out runs/gen-faithful/hnp-stat-s0 [--epochs 30] [--patience 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from weightspace.models import InvariantNFN, MLPHead
+from weightspace.models.baselines import NUM_STATISTICS, tensor_statistics
+from weightspace.models.nfn import _encode
+from weightspace.space.features import WeightSpaceFeatures
+from weightspace.space.spec import NetworkSpec
+from weightspace.tasks import generalization
+
+
+class HNPWithStatistics(nn.Module):
+    """HNP NF-Layers → mean pool, concatenated with :func:`tensor_statistics` of the input."""
+
+    def __init__(
+        self,
+        spec: NetworkSpec,
+        hidden_channels: Sequence[int] = (16, 16, 5),
+        head_hidden: Sequence[int] = (1000,),
+    ) -> None:
+        super().__init__()
+        nfn = InvariantNFN(spec, "hnp", hidden_channels, (1,), 1, io_encoding=None)
+        self.encoder, self.pool = nfn.encoder, nfn.pool
+        n_stats = NUM_STATISTICS * 2 * spec.num_layers
+        width = self.pool.output_size(hidden_channels[-1]) + n_stats
+        self.head = MLPHead(width, head_hidden, 1, 0.0)
+
+    def forward(self, x: WeightSpaceFeatures) -> Tensor:
+        pooled = self.pool(_encode(self.encoder, x))
+        return self.head(torch.cat([pooled, tensor_statistics(x)], dim=1))
+
+
+def _build(
+    model: str,
+    spec: NetworkSpec,
+    hidden_channels: tuple[int, ...] = (16, 16, 5),
+    head_hidden: tuple[int, ...] = (1000,),
+    **_: Any,
+) -> nn.Module:
+    return HNPWithStatistics(spec, hidden_channels, head_hidden)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--zoo", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--patience", type=int, default=8)
+    args = parser.parse_args(argv)
+    config = generalization.GeneralizationConfig(
+        zoo=args.zoo, model="hnp", out=args.out, seed=args.seed, epochs=args.epochs,
+        patience=args.patience,
+    )  # fmt: skip
+    original = generalization.build_predictor
+    generalization.build_predictor = _build
+    try:
+        metrics = generalization.run_generalization(config, progress=False)
+    finally:
+        generalization.build_predictor = original
+    print({k: metrics[k] for k in ("kendall_tau", "r2", "mae", "best_epoch", "epochs_run")})
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""benchmarks/hnp_with_statistics.py: the model is HNP-invariant, reads the statistics, and runs."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import torch
+
+from weightspace import symmetry
+from weightspace.data.zoo import ZOO_SPEC
+from weightspace.space.features import WeightSpaceFeatures
+from weightspace.tasks import generalization
+from weightspace.testing import assert_invariant
+
+SCRIPT = Path(__file__).parents[2] / "benchmarks" / "hnp_with_statistics.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("bench_hnp_with_statistics", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_invariant_and_reads_the_statistics():
+    bench = load_script()
+    torch.manual_seed(0)
+    model = bench.HNPWithStatistics(ZOO_SPEC, (4, 3), (16,)).double()
+    x = WeightSpaceFeatures.from_tensors(
+        [torch.randn(3, 1, *t.shape, dtype=torch.float64) for t in ZOO_SPEC.tensors], ZOO_SPEC
+    )
+    assert_invariant(model, ZOO_SPEC, "hnp")
+    # Scaling one tensor moves its statistics, so the output moves.
+    y = WeightSpaceFeatures.from_tensors(
+        [t * (3.0 if i == 0 else 1.0) for i, t in enumerate(x.tensors)], ZOO_SPEC
+    )
+    assert not torch.allclose(model(x), model(y))
+    # A control that must break: mirroring the first layer's kernels is no symmetry.
+    flipped = WeightSpaceFeatures.from_tensors([x.tensors[0].flip(-1), *x.tensors[1:]], ZOO_SPEC)
+    g = symmetry.sample(ZOO_SPEC, "hnp")
+    assert torch.allclose(model(x.permute(g)), model(x))
+    assert not torch.allclose(model(flipped), model(x))
+
+
+def test_main_restores_the_task_builder(tmp_path):
+    from tests.tasks._zoos import digits_zoo
+
+    zoo = digits_zoo(tmp_path / "zoo", 24, 24, limit_train=200, limit_test=100)
+    original = generalization.build_predictor
+    metrics = load_script().main(
+        ["--zoo", str(zoo), "--out", str(tmp_path / "run"), "--epochs", "1"]
+    )
+    assert generalization.build_predictor is original
+    assert metrics["epochs_run"] == 1 and -1 <= metrics["kendall_tau"] <= 1
