@@ -556,3 +556,19 @@ def test_a_cnn_zoo_imports_with_its_kernels_and_probe_models_refuse_it(tmp_path)
     config = GeneralizationConfig(zoo=str(out), model="probe", out=str(tmp_path / "run"), epochs=1)
     with pytest.raises(ValueError, match=r"input size of the imported CNNs.*hnp, np, statnet"):
         run_generalization(config, progress=False)
+
+
+def test_all_checkpoints_of_an_imported_zoo_is_its_one_checkpoint_per_network(thirty, tmp_path):
+    """An imported zoo has one checkpoint per network, even with an 'epoch' column of its own:
+    `--checkpoints all` must not cut its validation and test rows to the largest epoch."""
+    from weightspace.tasks.sources import load_any_zoo
+
+    folder, _, acc, _ = thirty
+    names = [p.name for p in sorted(folder.iterdir())]
+    rows = [[names[i], acc[i], 1 + i % 3] for i in range(30)]
+    csv_path = write_csv(tmp_path / "t.csv", ["name", "test_accuracy", "epoch"], rows)
+    out = import_zoo(folder, csv_path, tmp_path / "zoo", progress=False)
+    final, every = load_any_zoo(out), load_any_zoo(out, checkpoints="all")
+    assert len(every) == len(final) == 30
+    assert torch.equal(every.split, final.split)
+    assert {r["epoch"] for r in every.part("test").metadata} != {3}  # not cut to the largest
