@@ -4,9 +4,6 @@ steps per network), trained and evaluated through the command line."""
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
 import json
 import math
 
@@ -14,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.data._small_cnn_zoo_files import ZOO_VARIABLES, layout_rows, write_layout, write_metrics
 from weightspace.cli import main
 from weightspace.data import SPLITS
 from weightspace.data.small_cnn_zoo import FINAL_STEP, SMALL_CNN_ZOO_SPEC
@@ -105,22 +103,9 @@ def test_cli_trains_on_all_checkpoints_and_evaluates_on_final_ones(zoo_dir, tmp_
 
 
 # ------------------------------------------------- the Small CNN Zoo's public format
-# Variables as the public layout.csv lists them: TensorFlow shapes, each layer's bias before its
-# kernel (Keras sorts a layer's variables by name).
-TF_VARIABLES = [
-    ("sequential/conv2d/bias:0", (16,)),
-    ("sequential/conv2d/kernel:0", (3, 3, 1, 16)),
-    ("sequential/conv2d_1/bias:0", (16,)),
-    ("sequential/conv2d_1/kernel:0", (3, 3, 16, 16)),
-    ("sequential/conv2d_2/bias:0", (16,)),
-    ("sequential/conv2d_2/kernel:0", (3, 3, 16, 16)),
-    ("sequential/dense/bias:0", (10,)),
-    ("sequential/dense/kernel:0", (16, 10)),
-]
-
-
 def tf_row(zoo, i: int) -> np.ndarray:
-    """Network ``i`` of a zoo as one flat row in TensorFlow layout, in layout.csv's order."""
+    """Network ``i`` of a zoo as one flat row in TensorFlow layout, in layout.csv's order
+    (:data:`ZOO_VARIABLES`: each layer's bias, then its kernel)."""
     parts = []
     for layer in range(len(zoo.spec.widths) - 1):
         w = zoo.features.weights[layer][i, 0].numpy()
@@ -141,28 +126,26 @@ def write_public_format(zoo_dir, root) -> dict[str, int]:
     order = rng.permutation(len(every))
     weights = np.stack([tf_row(every, int(i)) for i in order]).astype(np.float32)
     np.save(root / "weights.npy", weights)
-    with (root / "layout.csv").open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["", "varname", "start_idx", "end_idx", "shape"])
-        start = 0
-        for n, (name, shape) in enumerate(TF_VARIABLES):
-            end = start + math.prod(shape)
-            writer.writerow([n, name, start, end, str(shape)])
-            start = end
+    write_layout(root, layout_rows(ZOO_VARIABLES))
     columns = ["", "config.activation", "config.dataset", "config.learning_rate"]
     columns += ["config.train_fraction", "modeldir", "step", "test_accuracy", "train_accuracy"]
-    text = io.StringIO()
-    writer = csv.writer(text)
-    writer.writerow(columns)
+    rows = []
     for n, i in enumerate(order):
         r = every.metadata[int(i)]
-        writer.writerow(
-            [n, r["activation"], "digits", r["learning_rate"], r["train_fraction"],
-             f"/zoo/run_{r['index']:04d}", f"{STEP_OF_EPOCH[r['epoch']]:.1f}",
-             "nan" if math.isnan(r["test_accuracy"]) else r["test_accuracy"],
-             r["train_accuracy"]]
-        )  # fmt: skip
-    (root / "metrics.csv.gz").write_bytes(gzip.compress(text.getvalue().encode()))
+        rows.append(
+            {
+                "": n,
+                "config.activation": r["activation"],
+                "config.dataset": "digits",
+                "config.learning_rate": r["learning_rate"],
+                "config.train_fraction": r["train_fraction"],
+                "modeldir": f"/zoo/run_{r['index']:04d}",
+                "step": f"{STEP_OF_EPOCH[r['epoch']]:.1f}",
+                "test_accuracy": "nan" if math.isnan(r["test_accuracy"]) else r["test_accuracy"],
+                "train_accuracy": r["train_accuracy"],
+            }
+        )
+    write_metrics(root, rows, columns)
     return {f"/zoo/run_{r['index']:04d}": r["index"] for r in every.metadata}
 
 
