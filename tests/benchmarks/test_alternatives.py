@@ -7,28 +7,20 @@ tests run its own check functions on real images (8x8 digits), and controls that
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 import torch
 
+from tests.benchmarks import load_script
 from weightspace.data.images import load_images
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "alternatives.py"
 
 
 @pytest.fixture(scope="module")
 def alt() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_alternatives", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("alternatives")
 
 
 @pytest.fixture(scope="module")

@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import torch
 
+from tests.benchmarks import load_script
 from weightspace import symmetry
 from weightspace.data.zoo import ZOO_SPEC
 from weightspace.space.features import WeightSpaceFeatures
 from weightspace.tasks import generalization
 from weightspace.testing import assert_invariant
 
-SCRIPT = Path(__file__).parents[2] / "benchmarks" / "hnp_with_statistics.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("bench_hnp_with_statistics", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_invariant_and_reads_the_statistics():
-    bench = load_script()
+    bench = load_script("hnp_with_statistics")
     torch.manual_seed(0)
     model = bench.HNPWithStatistics(ZOO_SPEC, (4, 3), (16,)).double()
     x = WeightSpaceFeatures.from_tensors(
@@ -51,7 +37,7 @@ def test_main_restores_the_task_builder(tmp_path):
 
     zoo = digits_zoo(tmp_path / "zoo", 24, 24, limit_train=200, limit_test=100)
     original = generalization.build_predictor
-    metrics = load_script().main(
+    metrics = load_script("hnp_with_statistics").main(
         ["--zoo", str(zoo), "--out", str(tmp_path / "run"), "--epochs", "1"]
     )
     assert generalization.build_predictor is original

@@ -8,16 +8,15 @@ break, and run the script's ``main`` for one epoch on real (8x8 digits) SIRENs.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 import torch
 
+from tests.benchmarks import load_script
 from weightspace.data.inr import SIREN_SPEC, InrConfig, fit_inrs
 from weightspace.models import InvariantNFN, MLPHead
 from weightspace.nn import (
@@ -38,17 +37,10 @@ from weightspace.testing import (
 pytest.importorskip("nfn")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "inr_classify_ref.py"
-
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_inr_classify_ref", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("inr_classify_ref")
 
 
 @pytest.fixture(scope="module")

@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy.stats import kendalltau
 
-SCRIPT = Path(__file__).parents[2] / "benchmarks" / "tau_bootstrap.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("bench_tau_bootstrap", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from tests.benchmarks import load_script
 
 
 def write_run(folder: Path, actual, predicted) -> Path:
@@ -34,7 +23,7 @@ def test_paired_difference(tmp_path):
     actual = rng.random(200)
     good = write_run(tmp_path / "good", actual, actual + 0.05 * rng.standard_normal(200))
     bad = write_run(tmp_path / "bad", actual, actual + 0.5 * rng.standard_normal(200))
-    out = load_script().main([str(good), str(bad), "--samples", "300"])
+    out = load_script("tau_bootstrap").main([str(good), str(bad), "--samples", "300"])
     taus = [r["tau"] for r in out["runs"]]
     good_pred = np.loadtxt(good / "predictions.csv", delimiter=",", skiprows=1)[:, 1]
     assert taus[0] == pytest.approx(kendalltau(actual, good_pred).statistic)
@@ -43,7 +32,7 @@ def test_paired_difference(tmp_path):
     # A much noisier predictor is behind, with an interval that excludes zero.
     assert diff["ci"][1] < 0 < diff["se"] and diff["diff_se"] > 0
     # The same run against itself: a difference of exactly zero in every resample.
-    same = load_script().main([str(good), str(good), "--samples", "50"])
+    same = load_script("tau_bootstrap").main([str(good), str(good), "--samples", "50"])
     assert same["runs"][1]["diff"] == 0 and same["runs"][1]["diff_se"] == 0
 
 
@@ -51,6 +40,6 @@ def test_refuses_runs_on_other_test_networks(tmp_path):
     a = write_run(tmp_path / "a", [0.1, 0.2, 0.3], [0.1, 0.3, 0.2])
     b = write_run(tmp_path / "b", [0.1, 0.2, 0.4], [0.1, 0.3, 0.2])
     with pytest.raises(SystemExit, match="other test networks"):
-        load_script().main([str(a), str(b)])
+        load_script("tau_bootstrap").main([str(a), str(b)])
     with pytest.raises(SystemExit, match="at least two runs"):
-        load_script().main([str(a)])
+        load_script("tau_bootstrap").main([str(a)])

@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.benchmarks import load_script
 from weightspace.data.zoo import ZooConfig, generate_zoo, load_zoo
-
-SCRIPT = Path(__file__).parents[2] / "benchmarks" / "zoo_training.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("bench_zoo_training", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_figures_match_the_zoo(tmp_path):
@@ -32,7 +19,7 @@ def test_figures_match_the_zoo(tmp_path):
         ),
         progress=False,
     )  # fmt: skip
-    out = load_script().main(
+    out = load_script("zoo_training").main(
         ["--zoo", str(zoo), "--after", "1", "--json", str(tmp_path / "f.json")]
     )
     a = np.array([r["test_accuracy"] for r in load_zoo(zoo, epoch=1).metadata])
@@ -45,4 +32,4 @@ def test_figures_match_the_zoo(tmp_path):
     # The trained CNNs did move: a zoo whose accuracy stayed put would show 0 here.
     assert not np.allclose(a[ok], b[ok])
     with pytest.raises(SystemExit, match="saved epochs"):
-        load_script().main(["--zoo", str(zoo), "--after", "2"])
+        load_script("zoo_training").main(["--zoo", str(zoo), "--after", "2"])
