@@ -19,7 +19,14 @@ from torch import nn
 
 from weightspace import NetworkSpec, WeightSpaceFeatures, symmetry
 from weightspace.data.inr import InrConfig, fit_inrs, load_inrs
-from weightspace.data.tickets import TicketRecipe, init_mlp, load_images, ticket_spec, train_masked
+from weightspace.data.tickets import (
+    TicketConfig,
+    TicketRecipe,
+    init_mlp,
+    load_images,
+    ticket_spec,
+    train_masked,
+)
 from weightspace.data.zoo import ZooConfig, generate_zoo, load_zoo
 from weightspace.functional.forward import forward
 from weightspace.models import (
@@ -273,3 +280,20 @@ def test_train_masked_on_the_device(device: torch.device) -> None:
     for a, b in zip(trained, ref, strict=True):
         assert_close_to_cpu(a.to(device), b, device)
     torch.testing.assert_close(acc, ref_acc, rtol=0, atol=1 / 32)  # one test image at most
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda d: ZooConfig(dataset="digits", networks=1, out="o", device=d),
+        lambda d: InrConfig(dataset="digits", out="o", device=d),
+        lambda d: TicketConfig(dataset="digits", networks=1, out="o", device=d),
+    ],
+    ids=["ZooConfig", "InrConfig", "TicketConfig"],
+)
+def test_generator_configs_name_their_device_field(make, request) -> None:
+    """An unknown device is refused when the config is made, naming the config's field."""
+    name = request.node.callspec.id
+    with pytest.raises(ValueError, match=rf"^{name}\.device must be 'auto', 'cpu', 'cuda'"):
+        make("tpu")
+    assert make("cpu").device == "cpu"

@@ -384,10 +384,7 @@ class InrConfig:
                 f"InrConfig.val_fraction must be a number in [0, 1), got {self.val_fraction!r}"
             )
         self.val_fraction = float(self.val_fraction)
-        try:
-            resolve_device(self.device, check_available=False)
-        except ValueError as err:
-            raise ValueError(f"InrConfig.device: {err}") from None
+        resolve_device(self.device, check_available=False, who="InrConfig.device")
 
     def to_json(self) -> dict[str, Any]:
         """The config as stored in ``inrs.json`` (everything but ``out`` and ``device``: the

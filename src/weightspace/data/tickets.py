@@ -400,10 +400,7 @@ class TicketConfig:
                 f"TicketConfig.recipe must be a TicketRecipe, got {type(self.recipe).__name__}"
             )
         object.__setattr__(self, "out", os.fspath(self.out))
-        try:
-            resolve_device(self.device, check_available=False)
-        except ValueError as err:
-            raise ValueError(f"TicketConfig.device: {err}") from None
+        resolve_device(self.device, check_available=False, who="TicketConfig.device")
 
     @property
     def num_chunks(self) -> int:

@@ -252,10 +252,7 @@ class ZooConfig:
                     f"got {self.save_epochs!r}"
                 )
             self.save_epochs = epochs
-        try:
-            resolve_device(self.device, check_available=False)
-        except ValueError as err:
-            raise ValueError(f"ZooConfig.device: {err}") from None
+        resolve_device(self.device, check_available=False, who="ZooConfig.device")
 
     @property
     def saved_epochs(self) -> tuple[int, ...]:

@@ -239,10 +239,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resolve_device(device: str | torch.device, *, check_available: bool = True) -> torch.device:
+def resolve_device(
+    device: str | torch.device, *, check_available: bool = True, who: str = "device"
+) -> torch.device:
     """``"auto"`` → CUDA when available (the process's own GPU under ``torchrun``), else CPU.
 
-    Raises ``ValueError`` for an unknown name, or for CUDA on a machine without it.
+    Raises ``ValueError`` for an unknown name, or for CUDA on a machine without it; ``who``
+    names the setting in the message (e.g. ``"ZooConfig.device"``). With
+    ``check_available=False`` only the name is checked: what a config does at construction.
     """
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -250,11 +254,11 @@ def resolve_device(device: str | torch.device, *, check_available: bool = True) 
         resolved = torch.device(device)
     except (RuntimeError, TypeError):
         raise ValueError(
-            f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}"
+            f"{who} must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}"
         ) from None
     if check_available and resolved.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} asked for, but CUDA is not available here")
+            raise ValueError(f"{who} {device!r} asked for, but CUDA is not available here")
         if resolved.index is None:
             # The current device: under torchrun, init_distributed made it GPU LOCAL_RANK.
             resolved = torch.device("cuda", torch.cuda.current_device())
