@@ -42,6 +42,7 @@ from torch.nn import functional as F
 from weightspace.functional.forward import _CHANNELS_LAST, ActivationLike, IntOrTuple, _forward
 from weightspace.space.features import WeightSpaceFeatures
 from weightspace.space.spec import NetworkSpec
+from weightspace.symmetry.neurons import generator_device
 from weightspace.train.optim import OPTIMIZERS, PerNetworkOptimizer
 
 __all__ = [
@@ -310,8 +311,7 @@ def _random_bytes(n: int, device: torch.device, generator: torch.Generator | Non
     seeds come from ``generator``: still one deterministic stream per ``generator`` state,
     whatever the number of cores, and faster on two cores or more.
     """
-    source = generator.device if generator is not None else torch.device("cpu")
-    return _draw_bytes(n, source, generator).to(device)
+    return _draw_bytes(n, generator_device(generator), generator).to(device)
 
 
 def _draw_bytes(n: int, device: torch.device, generator: torch.Generator | None) -> Tensor:
