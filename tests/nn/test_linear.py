@@ -206,3 +206,25 @@ def test_layer_activation_matches_a_separate_activation(mode, activation):
 def test_layer_rejects_unknown_activation():
     with pytest.raises(ValueError, match="unknown activation"):
         NPLinear(NetworkSpec((2, 3, 2)), 1, 1, activation="swishy")
+
+
+@pytest.mark.parametrize("mode", ["np", "hnp"])
+def test_row_sums_agree_whichever_way_they_are_taken(mode, monkeypatch):
+    """`_sum_last` takes short axes by a matrix-vector product and long ones by `sum`; the
+    small specs of the gradient checks only reach the first. Both give the layer's outputs and
+    gradients, on axes on both sides of the switch (2, 16 and 20 entries)."""
+    from weightspace.nn import _terms
+
+    spec = NetworkSpec((16, 20, 2, 20), ((), (2,), ()))
+    layer = _randomise(LAYERS[mode](spec, 2, 3, activation="relu"), seed=2).double()
+    x = random_features(spec, 3, 2, generator=torch.Generator().manual_seed(0))
+    results = []
+    for short in (0, 10_000):  # always `sum`, always the product
+        monkeypatch.setattr(_terms, "_SHORT_AXIS", short)
+        xs = [t.detach().clone().requires_grad_() for t in x.tensors]
+        layer.zero_grad()
+        out = layer(WeightSpaceFeatures.from_tensors(xs))
+        sum((t.sin() * (k + 1)).sum() for k, t in enumerate(out.tensors)).backward()
+        results.append([*out.tensors, *(t.grad for t in xs), *(p.grad for p in layer.parameters())])
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)

@@ -309,3 +309,14 @@ def test_probe_predictors_refuse_zoos_that_record_no_activation(tmp_path, zoo):
     odd = Zoo(zoo.spec, zoo.features, zoo.test_accuracy, rows, zoo.split, zoo.info)
     with pytest.raises(ValueError, match="network 5 has activation 'swish', which a probe model"):
         run_generalization(small("probe", tmp_path / "b"), zoo=odd, progress=False)
+
+
+def test_training_and_evaluation_keep_freed_memory_for_reuse(zoo, hnp_run, monkeypatch, tmp_path):
+    """The runner asks glibc to reuse large blocks (a speed measure, BENCHMARKS.md) before it
+    trains and before it evaluates."""
+    calls = []
+    monkeypatch.setattr(runner, "retain_freed_memory", lambda: calls.append(1) or True)
+    run_generalization(small("statnet", tmp_path / "s", epochs=1), zoo=zoo, progress=False)
+    assert len(calls) == 1
+    evaluate(hnp_run[0], zoo)
+    assert len(calls) == 2

@@ -223,11 +223,14 @@ def test_retain_freed_memory_can_be_switched_off(monkeypatch) -> None:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc only")
-def test_retain_freed_memory_keeps_large_blocks_mapped() -> None:
+@pytest.mark.parametrize("floats", [4 * 2**20, 12 * 2**20], ids=["16MB", "48MB"])
+def test_retain_freed_memory_keeps_large_blocks_mapped(floats: int) -> None:
     """A training step's pattern: many large tensors alive at once, then all freed.
 
     By default glibc returns the freed heap top to the system (it exceeds the trim threshold),
-    so the next step faults every page in again; after the call the pages are reused.
+    so the next step faults every page in again; after the call the pages are reused. Blocks
+    above 32 MiB (the largest mmap threshold glibc accepts) are mapped afresh on every
+    allocation unless mmap is switched off: the 48 MB case fails without ``M_MMAP_MAX = 0``.
     """
     code = """
 import resource, sys, torch
@@ -236,7 +239,7 @@ on = sys.argv[1] == "1"
 if on:
     assert retain_freed_memory() is True
 def step():
-    alive = [torch.ones(4 * 2**20) for _ in range(8)]  # 8 x 16 MB, touched
+    alive = [torch.ones(int(sys.argv[2])) for _ in range(8)]  # 8 blocks, touched
     del alive
 step()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -247,10 +250,15 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
     faults = {}
     for on in ("0", "1"):
         run = subprocess.run(
-            [sys.executable, "-c", code, on], capture_output=True, text=True, check=True
+            [sys.executable, "-c", code, on, str(floats)],
+            capture_output=True,
+            text=True,
+            check=True,
         )
         faults[on] = int(run.stdout.strip())
-    # 5 steps of 8 blocks of 4096 pages. Off, glibc trims the freed top of the heap and about two
-    # blocks per step fault in again (~37k pages measured); on, ~4k pages over the 5 steps.
-    assert faults["0"] > 5 * 4096
+    # 5 steps of 8 blocks of `pages` pages. Off, glibc trims the freed top of the heap (16 MB:
+    # about two blocks per step fault in again, ~37k pages measured) or maps every block afresh
+    # (48 MB: all 8 per step); on, a few thousand pages over the 5 steps.
+    pages = floats * 4 // 4096
+    assert faults["0"] > 5 * pages
     assert faults["1"] < faults["0"] / 4

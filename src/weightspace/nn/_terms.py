@@ -155,9 +155,17 @@ def _sums(lay: TensorLayout, x: Tensor) -> dict[IndexSet, Tensor]:
     return {(): x}
 
 
+#: Last-axis lengths up to which ``_sum_last`` uses a matrix-vector product.
+_SHORT_AXIS = 16
+
+
 def _sum_last(x: Tensor) -> Tensor:
-    """``x.sum(-1)`` as a matrix-vector product: much faster when the last axis is short."""
-    return torch.matmul(x, x.new_ones(x.shape[-1]))
+    """``x.sum(-1)``, as a matrix-vector product when the last axis is short (there it is up to
+    3x faster: a kernel input axis of 2, a 16-neuron layer); ``sum`` on longer axes, where the
+    product is slower (5x on 128 neurons; BENCHMARKS.md)."""
+    if x.shape[-1] <= _SHORT_AXIS:
+        return torch.matmul(x, x.new_ones(x.shape[-1]))
+    return x.sum(-1)
 
 
 def _rows(parts: list[Tensor]) -> Tensor:

@@ -92,6 +92,7 @@ def torch_threads(n: int | None) -> Iterator[None]:
 # glibc mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+_M_MMAP_MAX = -4
 #: The largest mmap threshold glibc accepts on 64-bit systems (HEAP_MAX_SIZE / 2).
 _MMAP_THRESHOLD = 32 * 2**20
 _TRIM_THRESHOLD = 2**30
@@ -102,11 +103,15 @@ def retain_freed_memory() -> bool:
 
     By default glibc serves blocks above a few MB with fresh ``mmap`` pages and hands them back
     on ``free``, so every large tensor of a training step is first-touched again (page faults and
-    zeroing; BENCHMARKS.md has what that cost). With the mmap threshold at its maximum (32 MiB)
-    and the trim threshold at 1 GiB, those blocks come from the heap and are reused.
-    Process-wide and kept for the rest of the process (the memory stays reserved after the job,
-    as PyTorch's CUDA caching allocator does); a no-op off glibc, or when the environment sets
-    ``WEIGHTSPACE_RETAIN_MEMORY=0``.
+    zeroing; BENCHMARKS.md has what that cost). Here the main heap serves every block: the mmap
+    threshold goes to its maximum (32 MiB) and mmap is switched off for the main heap
+    (``M_MMAP_MAX = 0``; without it, blocks above 32 MiB, such as an NF-Layer's features on a
+    128-wide MLP, were still mapped and faulted in on every step), and the trim threshold is
+    1 GiB, so those blocks are reused. glibc still maps a block that a thread's own arena cannot
+    hold. Process-wide and kept for the rest of the process (the memory stays reserved after the
+    job, as PyTorch's CUDA caching allocator does); a no-op off glibc, or when the environment
+    sets ``WEIGHTSPACE_RETAIN_MEMORY=0``. ``weightspace train``, ``evaluate``, ``zoo`` and
+    ``tickets generate`` call it; call it yourself in your own training scripts.
 
     Returns
     -------
@@ -123,8 +128,13 @@ def retain_freed_memory() -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)) and bool(
-        mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
+    return all(
+        bool(mallopt(option, value))
+        for option, value in (
+            (_M_MMAP_THRESHOLD, _MMAP_THRESHOLD),
+            (_M_TRIM_THRESHOLD, _TRIM_THRESHOLD),
+            (_M_MMAP_MAX, 0),
+        )
     )
 
 
