@@ -109,6 +109,35 @@ def test_shapes_of_every_call():
 # -------------------------------------------------------------- equivariance
 @HYPOTHESIS
 @given(spec=SPECS, mode=st.sampled_from(["np", "hnp", "pt"]))
+def test_with_the_magnitude_channel_both_stacks_stay_equivariant(spec, mode):
+    model = vae64(spec, mode, magnitude=True)
+    gen = torch.Generator().manual_seed(3)
+    x = inits(spec, 2, gen, torch.float64).cat_channels(random_mask(spec, 2, gen))
+
+    def both(x: WeightSpaceFeatures) -> WeightSpaceFeatures:
+        mean, logvar = model.encode(channels(x, 0, 1), channels(x, 1))
+        return model.decode(channels(x, 0, 1), mean).cat_channels(logvar)
+
+    errors = equivariance_errors(both, spec, GROUP[mode], in_channels=2, features=x)
+    assert max(errors.values()) <= 1e-9, errors
+
+
+def test_the_magnitude_channel_is_the_absolute_standardised_init():
+    gen = torch.Generator().manual_seed(4)
+    init = inits(SPEC, 3, gen)
+    model = MaskVAE(SPEC, "pt", (4,), LATENT, magnitude=True)
+    model.set_statistics(init)
+    x = model._init(init, "test")
+    assert x.channels == 2
+    plain = model.standardize(init)
+    for got, want in zip(x.tensors, plain.tensors):
+        torch.testing.assert_close(got[:, :1], want)
+        torch.testing.assert_close(got[:, 1:], want.abs())
+    assert "magnitude=True" in repr(model)
+
+
+@HYPOTHESIS
+@given(spec=SPECS, mode=st.sampled_from(["np", "hnp", "pt"]))
 def test_decoder_is_equivariant(spec, mode):
     model = vae64(spec, mode)
     assert_equivariant(
@@ -402,6 +431,7 @@ def test_bad_inputs_are_named():
         ({"hidden_channels": (8, 0)}, "every entry of hidden_channels must be a positive"),
         ({"hidden_channels": 32}, "hidden_channels must be a sequence"),
         ({"prior_seed": 1.5}, "prior_seed must be an integer or None"),
+        ({"magnitude": 1}, "magnitude must be True or False"),
         ({"mode": "cnn"}, "mode must be one of"),
         ({"mode": "hnp", "io_encoding": "sinusoidal"}, "io_encoding='sinusoidal'"),
     ],
@@ -493,3 +523,71 @@ def test_set_mask_prior_starts_logits_at_the_training_log_odds() -> None:
     bad = mask.map(lambda t: t * 0.5)
     with pytest.raises(ValueError, match=r"not binary|0 or 1|other than"):
         vae.set_mask_prior(bad)
+
+
+# --------------------------------------------------------------------- sampled top-k
+def _two_level_logits(spec: NetworkSpec, batch: int = 3) -> WeightSpaceFeatures:
+    """Logits 2 on the first half of every tensor's entries, -2 on the rest, plus small noise."""
+    g = torch.Generator().manual_seed(1)
+    weights = []
+    for s in spec.weight_shapes:
+        t = torch.randn(batch, 1, *s, generator=g) * 0.01
+        flat = t.view(batch, -1)
+        half = flat.shape[1] // 2
+        flat[:, :half] += 2.0
+        flat[:, half:] -= 2.0
+        weights.append(t)
+    return WeightSpaceFeatures(weights, [torch.zeros(batch, 1, *s) for s in spec.bias_shapes], spec)
+
+
+def test_sampled_top_k_fills_the_same_budgets_and_draws_by_probability() -> None:
+    from weightspace.models.ticket_vae import allocated_top_k, sampled_top_k
+
+    spec = NetworkSpec((40, 20, 10))
+    logits = _two_level_logits(spec)
+    sparsity = 0.9
+    top = allocated_top_k(logits, sparsity)
+    drawn = sampled_top_k(logits, sparsity, seed=0)
+    for a, b in zip(top.weights, drawn.weights):
+        assert a.flatten(1).sum(1).tolist() == b.flatten(1).sum(1).tolist()  # same budgets
+    assert all(bool((b == 1).all()) for b in drawn.biases)
+    # Top-k keeps only high logits; a draw keeps mostly high ones, and some low ones (the
+    # control: sampling is not the top-k under another name).
+    w1_top, w1_drawn = top.weights[0].view(3, -1), drawn.weights[0].view(3, -1)
+    half = w1_top.shape[1] // 2
+    assert w1_top[:, half:].sum() == 0
+    high, low = w1_drawn[:, :half].sum(), w1_drawn[:, half:].sum()
+    assert high > 5 * low > 0
+    # Deterministic per seed, another seed another draw; a cold temperature is the top-k.
+    assert torch.equal(sampled_top_k(logits, sparsity, seed=0).weights[0], drawn.weights[0])
+    assert not torch.equal(sampled_top_k(logits, sparsity, seed=1).weights[0], drawn.weights[0])
+    cold = sampled_top_k(logits, sparsity, seed=0, temperature=1e-6)
+    assert all(torch.equal(a, b) for a, b in zip(cold.weights, top.weights))
+
+
+def test_sampled_top_k_does_not_depend_on_the_batch() -> None:
+    from weightspace.models.ticket_vae import sampled_top_k
+
+    spec = NetworkSpec((12, 8, 4))
+    logits = _two_level_logits(spec, batch=4)
+    together = sampled_top_k(logits, 0.8, seed=3)
+    alone = sampled_top_k(logits[2:3], 0.8, seed=3)
+    assert all(torch.equal(a[2:3], b) for a, b in zip(together.weights, alone.weights))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"temperature": 0.0}, "temperature must be a positive number"),
+        ({"temperature": math.inf}, "temperature must be a positive number"),
+        ({"seed": 1.5}, "seed must be an integer"),
+        ({"sparsity": 1.0}, "sparsity"),
+    ],
+)
+def test_sampled_top_k_refuses_bad_arguments(kwargs, match) -> None:
+    from weightspace.models.ticket_vae import sampled_top_k
+
+    spec = NetworkSpec((12, 8, 4))
+    kwargs = {"sparsity": 0.8, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        sampled_top_k(_two_level_logits(spec), **kwargs)

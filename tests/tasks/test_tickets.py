@@ -20,6 +20,7 @@ from weightspace.data.tickets import (
     load_tickets,
     train_masked,
 )
+from weightspace.models.ticket_vae import allocated_top_k, sampled_top_k
 from weightspace.tasks import runner
 from weightspace.tasks.registry import TASKS
 from weightspace.tasks.report import learning_curve
@@ -197,3 +198,35 @@ def test_hnp_on_wide_inputs_is_refused_before_it_fills_memory() -> None:
     assert (
         sum(p.numel() for p in np_task.build(NetworkSpec((784, 128, 128, 10))).parameters()) < 10**5
     )
+
+
+def test_magnitude_and_sampled_decoding_reach_the_run_through_the_cli(
+    ticket_set: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "pt-mag"
+    args = ["train", "tickets", "--tickets", str(ticket_set), "--model", "pt", "--out", str(out)]
+    args += ["--magnitude", "--decoding", "sample", "--epochs", "1", "--hidden-channels", "4"]
+    args += ["--n-test", "5", "--n-val", "3"]
+    assert main(args) == 0
+    task = json.loads((out / "config.json").read_text())["task"]
+    assert task["magnitude"] is True and task["decoding"] == "sample"
+    trained, _, model = runner.load_trained(Tickets, out)
+    assert model.magnitude and model.encoder.in_channels == 3
+    # The run's masks are the seeded draw, within the same per-tensor budgets as its top logits.
+    test = load_tickets(ticket_set, n_test=5, n_val=3).part("test")
+    logits = trained.predict_logits(model, test.inits)
+    drawn = trained.predict_masks(model, test.inits)
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(drawn.weights, sampled_top_k(logits, test.sparsity, seed=0).weights)
+    )
+    top = allocated_top_k(logits, test.sparsity)
+    assert [w.sum() for w in drawn.weights] == [w.sum() for w in top.weights]
+    assert main(["evaluate", "--run", str(out), "--tickets", str(ticket_set)]) == 0
+    # At their defaults the fields are left out of the settings, so older runs still resume.
+    plain = TicketTrainConfig(str(ticket_set), "pt", str(tmp_path / "pt"), **TINY)
+    assert "magnitude" not in plain.settings() and "decoding" not in plain.settings()
+    with pytest.raises(ValueError, match="decoding must be 'top' with allocation 'global'"):
+        TicketTrainConfig(
+            str(ticket_set), "pt", "x", **TINY, decoding="sample", allocation="global"
+        )

@@ -36,7 +36,7 @@ from weightspace.space.features import WeightSpaceFeatures, check_features
 from weightspace.space.spec import Mode, NetworkSpec
 
 __all__ = ["MaskVAE", "allocated_top_k", "budgeted_mask", "check_mask", "mask_elbo", "mask_iou"]
-__all__ += ["top_k_mask"]
+__all__ += ["sampled_top_k", "top_k_mask"]
 
 
 def _check_positive_int(value: object, name: str, who: str) -> int:
@@ -104,6 +104,11 @@ class MaskVAE(nn.Module):
         deterministic. ``None`` decodes the prior's mean ``z = 0`` instead: also deterministic,
         and then the predictions themselves are equivariant (a seeded sample is not permuted
         with the init, so its predictions are equivariant only in distribution).
+    magnitude:
+        Also feed both stacks ``|x|``, the magnitude of the standardised init, as a second init
+        channel. Magnitude pruning keeps large trained weights, and a network's trained
+        magnitudes follow its initial ones; with ReLU layers a stack can build ``|x|`` from
+        ``x`` only by learning it. Entrywise, so every symmetry is kept.
 
     Attributes
     ----------
@@ -138,6 +143,7 @@ class MaskVAE(nn.Module):
         latent_channels: int = 5,
         io_encoding: IOEncoding | Literal["auto"] | None = "auto",
         prior_seed: int | None = 0,
+        magnitude: bool = False,
     ) -> None:
         super().__init__()
         who = type(self).__name__
@@ -158,12 +164,26 @@ class MaskVAE(nn.Module):
         self.spec, self.mode = spec, mode
         self.hidden_channels = tuple(hidden_channels)
         self.latent_channels, self.prior_seed = latent_channels, prior_seed
+        if not isinstance(magnitude, bool):
+            raise ValueError(f"{who}: magnitude must be True or False, got {magnitude!r}")
+        self.magnitude = magnitude
+        init_channels = 2 if magnitude else 1
         self.standardize = Standardized(nn.Identity(), spec)
         self.encoder = EquivariantNFN(
-            spec, mode, hidden_channels, 2, 2 * latent_channels, io_encoding=io_encoding
+            spec,
+            mode,
+            hidden_channels,
+            init_channels + 1,
+            2 * latent_channels,
+            io_encoding=io_encoding,
         )
         self.decoder = EquivariantNFN(
-            spec, mode, hidden_channels, 1 + latent_channels, 1, io_encoding=io_encoding
+            spec,
+            mode,
+            hidden_channels,
+            init_channels + latent_channels,
+            1,
+            io_encoding=io_encoding,
         )
         # One learned logit offset per weight tensor, added to the decoder's logits: the same
         # for every entry of a tensor, so it keeps every symmetry. set_mask_prior starts it at
@@ -188,7 +208,8 @@ class MaskVAE(nn.Module):
     def _init(self, init: object, who: str) -> WeightSpaceFeatures:
         init = check_features(init, self.spec, 1, f"{who}: init")
         _check_finite(init, "init", who)
-        return self.standardize(init)
+        x = self.standardize(init)
+        return x.cat_channels(x.map(torch.abs)) if self.magnitude else x
 
     # ------------------------------------------------------------------ parts
     def encode(
@@ -202,7 +223,7 @@ class MaskVAE(nn.Module):
         x = self._init(init, who)
         mask = check_mask(mask, self.spec, who)
         kept = WeightSpaceFeatures(
-            [w.to(x.dtype) for w in mask.weights], [torch.ones_like(b) for b in x.biases]
+            [w.to(x.dtype) for w in mask.weights], [torch.ones_like(b[:, :1]) for b in x.biases]
         )
         out = self.encoder(x.cat_channels(kept))
         mean, logvar = _split_channels(out, self.latent_channels)
@@ -284,6 +305,7 @@ class MaskVAE(nn.Module):
         return (
             f"spec={self.spec}, mode={self.mode!r}, hidden_channels={self.hidden_channels}, "
             f"latent_channels={self.latent_channels}, prior_seed={self.prior_seed}"
+            + (", magnitude=True" if self.magnitude else "")
         )
 
 
@@ -445,22 +467,9 @@ def layer_budgets(shares: Tensor, k: int, sizes: Sequence[int]) -> Tensor:
     return out
 
 
-def allocated_top_k(logits: WeightSpaceFeatures, sparsity: float) -> WeightSpaceFeatures:
-    """Keep ``round((1 - sparsity) · num_weights)`` weights per network, split over the weight
-    tensors as the model expects them to be kept (in proportion to ``Σ sigmoid(logit)`` over
-    each tensor), and the top logits within each tensor. Biases are all kept.
-
-    A global top-k (:func:`top_k_mask`) ranks logits across tensors; until a model separates
-    kept from pruned entries within each tensor, that ranking follows the per-tensor base rates
-    and can empty a whole layer (RESULTS.md measures it). This decoding keeps the model's
-    expected share per tensor instead.
-
-    Shapes
-    ------
-    - logits: 1-channel features on a spec with ``B`` networks
-    - output: the same shapes
-    """
-    who = "allocated_top_k"
+def _budgets(logits: WeightSpaceFeatures, sparsity: float, who: str) -> Tensor:
+    """``(B, L)`` kept counts per weight tensor: ``round((1 - sparsity) · num_weights)`` split in
+    proportion to ``Σ sigmoid(logit)`` over each tensor (:func:`layer_budgets`)."""
     sparsity = _check_sparsity(sparsity, who)
     spec = logits.spec
     check_features(logits, spec, 1, f"{who}: logits")
@@ -478,7 +487,70 @@ def allocated_top_k(logits: WeightSpaceFeatures, sparsity: float) -> WeightSpace
         if torch.isnan(t).any():
             raise ValueError(f"{who}: logits {name} hold NaN; expected numbers to rank")
     shares = torch.stack([torch.sigmoid(f).sum(1) for f in flats], dim=1)
-    return budgeted_mask(logits, layer_budgets(shares, k, sizes))
+    return layer_budgets(shares, k, sizes)
+
+
+def allocated_top_k(logits: WeightSpaceFeatures, sparsity: float) -> WeightSpaceFeatures:
+    """Keep ``round((1 - sparsity) · num_weights)`` weights per network, split over the weight
+    tensors as the model expects them to be kept (in proportion to ``Σ sigmoid(logit)`` over
+    each tensor), and the top logits within each tensor. Biases are all kept.
+
+    A global top-k (:func:`top_k_mask`) ranks logits across tensors; until a model separates
+    kept from pruned entries within each tensor, that ranking follows the per-tensor base rates
+    and can empty a whole layer (RESULTS.md measures it). This decoding keeps the model's
+    expected share per tensor instead.
+
+    Shapes
+    ------
+    - logits: 1-channel features on a spec with ``B`` networks
+    - output: the same shapes
+    """
+    return budgeted_mask(logits, _budgets(logits, sparsity, "allocated_top_k"))
+
+
+def sampled_top_k(
+    logits: WeightSpaceFeatures, sparsity: float, seed: int = 0, temperature: float = 1.0
+) -> WeightSpaceFeatures:
+    """A mask *drawn* from the model instead of its top logits: the per-tensor budgets of
+    :func:`allocated_top_k`, filled by Gumbel-top-k, i.e. the top of
+    ``logit / temperature + g`` with ``g`` standard Gumbel noise.
+
+    That draws each tensor's kept entries one after the other without replacement, entry ``i``
+    with probability proportional to ``exp(logit_i / temperature)``: a sample of the masks the
+    model spreads its probability over, with the exact budget. The top logits instead keep only
+    the most confident entries, which concentrates the budget: a model that expects some
+    neurons to be silenced silences every neuron whose logits fall below the rest (RESULTS.md
+    measures it). ``temperature`` → 0 gives :func:`allocated_top_k`.
+
+    The noise comes from a CPU generator seeded with ``seed``, one draw per weight tensor shared
+    by every network, so a network's mask does not depend on its batch, its place in it or the
+    device (like :class:`MaskVAE`'s eval prior sample). It is not permuted with the logits, so
+    the masks are equivariant in distribution only.
+
+    Shapes
+    ------
+    - logits: 1-channel features on a spec with ``B`` networks
+    - output: the same shapes
+    """
+    who = "sampled_top_k"
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, int | float)
+        or not (0 < temperature < math.inf)
+    ):
+        raise ValueError(f"{who}: temperature must be a positive number, got {temperature!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"{who}: seed must be an integer, got {seed!r}")
+    budgets = _budgets(logits, sparsity, who)
+    gen = torch.Generator().manual_seed(seed)
+    scores = []
+    for w in logits.weights:
+        u = torch.rand(w.shape[2:], generator=gen, dtype=torch.float64)
+        gumbel = -torch.log(-torch.log(u.clamp_min(1e-300)))
+        scores.append(w.detach().to("cpu", torch.float64) / temperature + gumbel)
+    biases = [b.detach().to("cpu", torch.float64) for b in logits.biases]
+    mask = budgeted_mask(WeightSpaceFeatures(scores, biases, logits.spec), budgets)
+    return mask.to(logits.weights[0].device, logits.weights[0].dtype)
 
 
 def budgeted_mask(scores: WeightSpaceFeatures, budgets: Tensor) -> WeightSpaceFeatures:

@@ -51,6 +51,7 @@ from weightspace.models.ticket_vae import (
     layer_budgets,
     mask_elbo,
     mask_iou,
+    sampled_top_k,
     top_k_mask,
 )
 from weightspace.space.features import WeightSpaceFeatures
@@ -69,6 +70,8 @@ MAX_PARAMETERS = 50_000_000
 #: expects (:func:`~weightspace.models.ticket_vae.allocated_top_k`), ``"global"`` ranks all
 #: logits together (:func:`~weightspace.models.ticket_vae.top_k_mask`).
 ALLOCATIONS: tuple[str, ...] = ("expected", "global")
+#: How logits become a mask within the budgets: the top logits, or a Gumbel-top-k draw.
+DECODINGS: tuple[str, ...] = ("top", "sample")
 #: The accuracies a run reports, in the order of ``accuracy.png``.
 KINDS: tuple[str, ...] = ("dense", "imp", "random", "magnitude", "mask")
 KIND_NAMES = {
@@ -90,11 +93,15 @@ class TicketTrainConfig(TaskConfig):
     encoder and of the decoder before their output layer; ``latent_channels``: channels of z;
     ``kl_weight``: the KL term's weight in the ELBO, reached linearly over ``kl_warmup`` epochs;
     ``n_test`` / ``n_val`` / ``split_seed``: the held-out inits (the paper's 50) and the
-    validation inits, drawn by a seeded permutation.
+    validation inits, drawn by a seeded permutation. ``magnitude``: feed the mask model ``|init|``
+    beside the init (:class:`~weightspace.models.MaskVAE`). ``decoding``: fill each weight tensor's
+    budget with its top logits (``"top"``), or with a seeded draw from the model's probabilities
+    (``"sample"``: :func:`~weightspace.models.ticket_vae.sampled_top_k`).
     """
 
     models = TICKET_MODELS
     nfn_models = TICKET_MODELS
+    added_fields = TaskConfig.added_fields + ("magnitude", "decoding")
 
     tickets: str
     model: str
@@ -117,12 +124,24 @@ class TicketTrainConfig(TaskConfig):
         "logits → mask: per-tensor budgets the model expects, or one global top-k",
         choices=ALLOCATIONS,
     )
+    magnitude: bool = option(
+        False, "also feed the mask model |init| (standardised) as a second init channel"
+    )
+    decoding: str = option(
+        "top",
+        "fill each tensor's budget with its top logits, or draw it (Gumbel-top-k, seeded by --seed)",
+        choices=DECODINGS,
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         w = self.kl_weight
         if isinstance(w, bool) or not isinstance(w, int | float) or not 0 <= w < math.inf:
             self.refuse("kl_weight", "a finite number >= 0")
+        if self.decoding == "sample" and self.allocation != "expected":
+            self.refuse(
+                "decoding", "'top' with allocation 'global' (a draw fills per-tensor budgets)"
+            )
         for name in ("latent_channels", "n_test", "n_val"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -183,7 +202,9 @@ class Tickets(Task):
     data_help = "ticket set written by `weightspace tickets generate`"
     cli_fields = ("seed", "epochs", "batch_size", "lr", "warmup_steps", "patience")
     cli_fields += ("hidden_channels", "latent_channels", "kl_weight", "kl_warmup")
-    cli_fields += ("n_test", "n_val", "split_seed", "allocation", "train_limit", "device")
+    cli_fields += ("n_test", "n_val", "split_seed", "allocation", "magnitude", "decoding")
+    cli_fields += ("train_limit",)
+    cli_fields += ("device",)
     metric: ClassVar[str] = "iou"
     higher_is_better: ClassVar[bool] = True
     required = ("hidden_channels", "latent_channels", "sparsity")
@@ -247,6 +268,7 @@ class Tickets(Task):
                 hidden_channels=tuple(s["hidden_channels"]),
                 latent_channels=int(s["latent_channels"]),
                 prior_seed=int(s.get("seed", 0)),
+                magnitude=bool(s.get("magnitude", False)),
             )
 
         with torch.device("meta"):  # count first: HNP on wide inputs does not fit in memory
@@ -273,8 +295,12 @@ class Tickets(Task):
     ) -> WeightSpaceFeatures:
         """The mask of ``logits`` under the run's (or the given) allocation."""
         rule = allocation or self.settings.get("allocation", "expected")
+        sparsity = float(self.settings["sparsity"])
+        if rule == "expected" and self.settings.get("decoding", "top") == "sample":
+            seed = int(self.settings.get("seed", 0))
+            return sampled_top_k(logits.to("cpu"), sparsity, seed=seed)
         decode = allocated_top_k if rule == "expected" else top_k_mask
-        return decode(logits.to("cpu"), float(self.settings["sparsity"]))
+        return decode(logits.to("cpu"), sparsity)
 
     def metric_fn(self, outputs: WeightSpaceFeatures, targets: WeightSpaceFeatures) -> float:
         pred = self.to_mask(outputs)
