@@ -106,9 +106,10 @@ class MaskVAE(nn.Module):
         with the init, so its predictions are equivariant only in distribution).
     magnitude:
         Also feed both stacks ``|x|``, the magnitude of the standardised init, as a second init
-        channel. Magnitude pruning keeps large trained weights, and a network's trained
-        magnitudes follow its initial ones; with ReLU layers a stack can build ``|x|`` from
-        ``x`` only by learning it. Entrywise, so every symmetry is kept.
+        channel. Magnitude pruning keeps large trained weights, which tend to be the large
+        initial ones (on the MNIST ticket set mostly in W2 and W3: RESULTS.md); with ReLU layers
+        a stack can build ``|x|`` from ``x`` only by learning it. Entrywise, so every symmetry
+        is kept.
 
     Attributes
     ----------
