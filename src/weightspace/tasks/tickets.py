@@ -203,8 +203,7 @@ class Tickets(Task):
     cli_fields = ("seed", "epochs", "batch_size", "lr", "warmup_steps", "patience")
     cli_fields += ("hidden_channels", "latent_channels", "kl_weight", "kl_warmup")
     cli_fields += ("n_test", "n_val", "split_seed", "allocation", "magnitude", "decoding")
-    cli_fields += ("train_limit",)
-    cli_fields += ("device",)
+    cli_fields += ("train_limit", "device")
     metric: ClassVar[str] = "iou"
     higher_is_better: ClassVar[bool] = True
     required = ("hidden_channels", "latent_channels", "sparsity")
