@@ -1,8 +1,9 @@
-"""weightspace.viz: the ticket plots (accuracy bars, per-layer sparsity)."""
+"""weightspace.viz: the ticket plots (accuracy bars, per-layer sparsity, input usage)."""
 
 from __future__ import annotations
 
 import pytest
+import torch
 
 from weightspace import viz
 
@@ -64,3 +65,26 @@ def test_layer_sparsity_writes_a_png(tmp_path):
 def test_layer_sparsity_refuses_bad_input(tmp_path, layers, series, match):
     with pytest.raises(ValueError, match=match):
         viz.layer_sparsity(layers, series, tmp_path / "bad.png")
+
+
+def test_input_usage_writes_a_png(tmp_path):
+    maps = {"IMP": torch.rand(8, 8), "NFN_NP": torch.rand(8, 8), "zeros": torch.zeros(8, 8)}
+    out = viz.input_usage(maps, tmp_path / "pixels.png", title="kept share per pixel")
+    assert out == tmp_path / "pixels.png" and is_png(out)
+    assert is_png(viz.input_usage({"all zero": torch.zeros(4, 4)}, tmp_path / "zero.png"))
+
+
+@pytest.mark.parametrize(
+    ("maps", "match"),
+    [
+        ({}, "at least one map"),
+        ({"IMP": torch.rand(64)}, r"map 'IMP' must be a non-empty \(H, W\) tensor, got \(64,\)"),
+        ({"IMP": [[0.1]]}, r"got list"),
+        ({"IMP": -torch.ones(2, 2)}, "finite values >= 0"),
+        ({"IMP": torch.full((2, 2), float("nan"))}, "finite values >= 0"),
+    ],
+)
+def test_input_usage_refuses_bad_input(tmp_path, maps, match):
+    with pytest.raises(ValueError, match=match):
+        viz.input_usage(maps, tmp_path / "bad.png")
+    assert not (tmp_path / "bad.png").exists()

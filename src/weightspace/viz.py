@@ -23,6 +23,7 @@ __all__ = [
     "curves",
     "image_blocks",
     "image_pairs",
+    "input_usage",
     "layer_sparsity",
     "probe_points",
     "scatter",
@@ -417,4 +418,47 @@ def layer_sparsity(
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
+    return _save(fig, path)
+
+
+def input_usage(
+    maps: dict[str, Tensor],
+    path: str | os.PathLike[str],
+    *,
+    title: str = "",
+) -> Path:
+    """One heat map per named mask of how often each input pixel keeps a first-layer weight, to
+    a PNG (e.g. IMP against the predicted masks: where in the image the kept weights lie).
+
+    All maps share one colour scale, from 0 to the largest value of any map.
+
+    Shapes
+    ------
+    - maps: each ``(H, W)``, finite values >= 0 (e.g. the kept share of W_1's column for each
+      pixel, averaged over networks)
+    """
+    who = "input_usage"
+    if not maps:
+        raise ValueError(f"{who}: need at least one map")
+    shown: dict[str, Tensor] = {}
+    for name, m in maps.items():
+        if not isinstance(m, Tensor) or m.ndim != 2 or m.numel() == 0:
+            got = tuple(m.shape) if isinstance(m, Tensor) else type(m).__name__
+            raise ValueError(f"{who}: map {name!r} must be a non-empty (H, W) tensor, got {got}")
+        m = m.detach().double().cpu()
+        if not bool(torch.isfinite(m).all()) or bool((m < 0).any()):
+            raise ValueError(f"{who}: map {name!r} must hold finite values >= 0")
+        shown[name] = m
+    top = max(float(m.max()) for m in shown.values()) or 1.0
+    n = len(shown)
+    fig = _figure(1.9 * n + 1.0, 2.4)
+    axes = [fig.add_subplot(1, n, j + 1) for j in range(n)]
+    image = None
+    for ax, (name, m) in zip(axes, shown.items()):
+        image = ax.imshow(m.numpy(), cmap="viridis", vmin=0.0, vmax=top)
+        ax.set_title(name, fontsize=8)
+        ax.axis("off")
+    fig.colorbar(image, ax=axes, fraction=0.03, pad=0.02)
+    if title:
+        fig.suptitle(title, fontsize=8)
     return _save(fig, path)

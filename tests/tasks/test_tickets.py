@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from weightspace import WeightSpaceFeatures
 from weightspace.cli import main
 from weightspace.data.tickets import (
     TicketConfig,
@@ -77,7 +78,7 @@ def test_a_run_reports_trained_masks_beside_the_references(hnp_run: Path, ticket
         assert metrics[f"{kind}_test_accuracy_std"] >= 0
     assert 0 <= metrics["iou_with_imp"] <= 1 and metrics["n_test"] == 5
     assert metrics["model"] == "hnp" and metrics["sparsity"] == 0.8
-    for name in ("accuracy.png", "layer_sparsity.png"):
+    for name in ("accuracy.png", "layer_sparsity.png", "input_usage.png"):  # 64 inputs: 8x8
         assert (hnp_run / name).read_bytes()[:8] == PNG
     # dense / IMP / random come from the set's records for the same held-out inits
     data = load_tickets(ticket_set, n_test=5, n_val=5)
@@ -104,6 +105,36 @@ def test_a_run_reports_trained_masks_beside_the_references(hnp_run: Path, ticket
     )
     density = metrics["layer_density"]
     assert set(density) == {"mask", "imp", "random", "magnitude"} and len(density["imp"]) == 3
+    # First-layer use, counted here from the masks themselves.
+    w1 = masks.weights[0][:, 0].bool()  # (5, 8 hidden, 64 inputs)
+    used = metrics["first_layer"]["mask"]
+    assert used["inputs_used"] == pytest.approx(float(w1.any(1).sum(1).double().mean()))
+    assert used["neurons_without_inputs"] == pytest.approx(
+        float((~w1.any(2)).sum(1).double().mean())
+    )
+    imp_w1 = test.masks.weights[0][:, 0].bool()
+    assert metrics["first_layer"]["imp"]["inputs_used"] == pytest.approx(
+        float(imp_w1.any(1).sum(1).double().mean())
+    )
+
+
+def test_input_maps_are_square_images_of_the_first_layers_kept_share() -> None:
+    from weightspace.space.spec import NetworkSpec
+    from weightspace.tasks.tickets import _input_maps
+
+    spec = NetworkSpec((9, 4, 2))
+    w1 = torch.zeros(2, 1, 4, 9)
+    w1[0, 0, :, 4] = 1  # network 0 keeps every weight of pixel (1, 1), the centre
+    w1[1, 0, 0, 0] = 1  # network 1 keeps one weight of pixel (0, 0)
+    masks = WeightSpaceFeatures(
+        [w1, torch.zeros(2, 1, 2, 4)], [torch.ones(2, 1, 4), torch.ones(2, 1, 2)], spec
+    )
+    (image,) = _input_maps({"m": masks}, 9).values()
+    expected = torch.zeros(3, 3, dtype=torch.float64)
+    expected[1, 1], expected[0, 0] = 0.5, 1 / 8
+    assert torch.equal(image, expected)
+    # Inputs that are not a square image get no map.
+    assert _input_maps({"m": masks}, 10) is None
 
 
 @pytest.mark.parametrize("model", ["np", "pt"])
@@ -230,3 +261,28 @@ def test_magnitude_and_sampled_decoding_reach_the_run_through_the_cli(
         TicketTrainConfig(
             str(ticket_set), "pt", "x", **TINY, decoding="sample", allocation="global"
         )
+
+
+def test_a_learned_io_encoding_reaches_the_np_stacks(ticket_set: Path, tmp_path: Path) -> None:
+    from weightspace.nn.encoding import LearnedIOEncoding, SinusoidalIOEncoding
+
+    out = tmp_path / "np-learned"
+    args = ["train", "tickets", "--tickets", str(ticket_set), "--model", "np", "--out", str(out)]
+    args += ["--io-encoding", "learned", "--epochs", "1", "--hidden-channels", "4"]
+    args += ["--n-test", "5", "--n-val", "3"]
+    assert main(args) == 0
+    assert json.loads((out / "config.json").read_text())["task"]["io_encoding"] == "learned"
+    _, spec, model = runner.load_trained(Tickets, out)
+    for stack in (model.encoder, model.decoder):
+        kinds = {type(m) for m in stack.modules()}
+        assert LearnedIOEncoding in kinds and SinusoidalIOEncoding not in kinds
+    # One embedding per input pixel of W_1.
+    enc = next(m for m in model.decoder.modules() if isinstance(m, LearnedIOEncoding))
+    assert enc.input_embedding.shape[1] == spec.widths[0]
+    # The default stays sinusoidal under NP, and is left out of the settings (old runs resume).
+    default = Tickets({"model": "np", "hidden_channels": [4, 4], "latent_channels": 5})
+    assert any(isinstance(m, SinusoidalIOEncoding) for m in default.build(spec).modules())
+    plain = TicketTrainConfig(str(ticket_set), "np", str(tmp_path / "np"), **TINY)
+    assert "io_encoding" not in plain.settings()
+    with pytest.raises(ValueError, match="io_encoding must be 'auto' for model 'pt'"):
+        TicketTrainConfig(str(ticket_set), "pt", "x", **TINY, io_encoding="learned")

@@ -5,7 +5,8 @@ from (init, IMP mask) pairs of a ticket set (:mod:`weightspace.data.tickets`). I
 q(z | init, mask) and decoder p(mask | init, z) are NF-Layer stacks (``"np"`` with a sinusoidal
 IO encoding, ``"hnp"``, or ``"pt"``: pointwise layers only, the paper's strongest baseline);
 the loss is the ELBO (:func:`~weightspace.models.ticket_vae.mask_elbo`). For a new init, z is
-drawn from the prior, the mask decoded, and the top ``1 - sparsity`` of all weight logits kept.
+drawn from the prior, the logits decoded, and each weight tensor's share of the ``1 - sparsity``
+budget filled with its top logits, or drawn (``decoding``).
 
 Validation selects on the IoU of predicted and IMP masks. The test score trains every held-out
 init with its predicted mask, with the ticket set's own recipe and each network's own data order
@@ -13,9 +14,11 @@ init with its predicted mask, with the ticket set's own recipe and each network'
 mask that keeps the largest initial weights (``magnitude``, a rule with nothing learned)::
 
     RUN/metrics.json        mask / dense / imp / random / magnitude test accuracy (mean, std),
-                            iou_with_imp, gap_closed, per-layer kept share, n_test, times
+                            iou_with_imp, gap_closed, per-layer kept share, first-layer
+                            use (neurons without inputs, inputs used), n_test, times
     RUN/accuracy.png        the five accuracies, mean ± std over the held-out inits
     RUN/layer_sparsity.png  kept share of each weight tensor: predicted, IMP, random, magnitude
+    RUN/input_usage.png     kept share of W1 per input pixel (when the inputs form a square image)
     RUN/tickets.csv         one row per held-out init
 
 :func:`predict_mask_file` (``weightspace tickets predict``) gives a user's own init its mask.
@@ -72,6 +75,8 @@ MAX_PARAMETERS = 50_000_000
 ALLOCATIONS: tuple[str, ...] = ("expected", "global")
 #: How logits become a mask within the budgets: the top logits, or a Gumbel-top-k draw.
 DECODINGS: tuple[str, ...] = ("top", "sample")
+#: ``--io-encoding``: the library's NP IO encodings, or ``auto`` (sinusoidal under NP, none otherwise).
+TICKET_IO_ENCODINGS: tuple[str, ...] = ("auto", "sinusoidal", "learned")
 #: The accuracies a run reports, in the order of ``accuracy.png``.
 KINDS: tuple[str, ...] = ("dense", "imp", "random", "magnitude", "mask")
 KIND_NAMES = {
@@ -96,12 +101,15 @@ class TicketTrainConfig(TaskConfig):
     validation inits, drawn by a seeded permutation. ``magnitude``: feed the mask model ``|init|``
     beside the init (:class:`~weightspace.models.MaskVAE`). ``decoding``: fill each weight tensor's
     budget with its top logits (``"top"``), or with a seeded draw from the model's probabilities
-    (``"sample"``: :func:`~weightspace.models.ticket_vae.sampled_top_k`).
+    (``"sample"``: :func:`~weightspace.models.ticket_vae.sampled_top_k`). ``io_encoding``: how NP
+    stacks tell input and output neurons apart: ``"sinusoidal"`` (the default under NP), or
+    ``"learned"``, one learned vector per input pixel and per output class, which can learn *where*
+    the kept weights lie (RESULTS.md: Fashion-MNIST); PT and HNP take none.
     """
 
     models = TICKET_MODELS
     nfn_models = TICKET_MODELS
-    added_fields = TaskConfig.added_fields + ("magnitude", "decoding")
+    added_fields = TaskConfig.added_fields + ("magnitude", "decoding", "io_encoding")
 
     tickets: str
     model: str
@@ -132,6 +140,11 @@ class TicketTrainConfig(TaskConfig):
         "fill each tensor's budget with its top logits, or draw it (Gumbel-top-k, seeded by --seed)",
         choices=DECODINGS,
     )
+    io_encoding: str = option(
+        "auto",
+        "NP stacks' IO encoding: auto (sinusoidal under np, none otherwise), sinusoidal or learned",
+        choices=TICKET_IO_ENCODINGS,
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -142,6 +155,8 @@ class TicketTrainConfig(TaskConfig):
             self.refuse(
                 "decoding", "'top' with allocation 'global' (a draw fills per-tensor budgets)"
             )
+        if self.io_encoding != "auto" and self.model != "np":
+            self.refuse("io_encoding", f"'auto' for model {self.model!r} (only NP layers take one)")
         for name in ("latent_channels", "n_test", "n_val"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -152,6 +167,34 @@ class TicketTrainConfig(TaskConfig):
 def _density(masks: WeightSpaceFeatures) -> list[float]:
     """Kept share of each weight tensor, over all networks."""
     return [float(w.mean()) for w in masks.weights]
+
+
+def _taps(masks: WeightSpaceFeatures) -> Tensor:
+    """W_1 of 1-channel masks as ``(B, n_1, n_0, taps)``; one tap for an MLP."""
+    w1 = masks.weights[0][:, 0]
+    return w1.reshape(*w1.shape[:3], -1)
+
+
+def _first_layer(masks: WeightSpaceFeatures) -> dict[str, float]:
+    """How a mask uses the first layer, averaged over networks: hidden neurons left without any
+    input weight, and inputs (pixels) with at least one kept weight."""
+    w1 = _taps(masks).sum(3) > 0  # (B, n_1, n_0): any kernel tap kept
+    return {
+        "neurons_without_inputs": float((~w1.any(2)).double().sum(1).mean()),
+        "inputs_used": float(w1.any(1).double().sum(1).mean()),
+    }
+
+
+def _input_maps(masks: dict[str, WeightSpaceFeatures], n_inputs: int) -> dict[str, Tensor] | None:
+    """Each mask's kept share of W_1 per input, as a square image; ``None`` unless the inputs
+    are the pixels of a square image (an MLP on flattened images)."""
+    side = math.isqrt(n_inputs)
+    if side * side != n_inputs or side < 2:
+        return None
+    return {
+        name: _taps(m).double().mean((0, 1, 3)).reshape(side, side)
+        for name, m in masks.items()
+    }
 
 
 def _layer_magnitude(
@@ -203,6 +246,7 @@ class Tickets(Task):
     cli_fields = ("seed", "epochs", "batch_size", "lr", "warmup_steps", "patience")
     cli_fields += ("hidden_channels", "latent_channels", "kl_weight", "kl_warmup")
     cli_fields += ("n_test", "n_val", "split_seed", "allocation", "magnitude", "decoding")
+    cli_fields += ("io_encoding",)
     cli_fields += ("train_limit", "device")
     metric: ClassVar[str] = "iou"
     higher_is_better: ClassVar[bool] = True
@@ -268,6 +312,7 @@ class Tickets(Task):
                 latent_channels=int(s["latent_channels"]),
                 prior_seed=int(s.get("seed", 0)),
                 magnitude=bool(s.get("magnitude", False)),
+                io_encoding=s.get("io_encoding", "auto"),
             )
 
         with torch.device("meta"):  # count first: HNP on wide inputs does not fit in memory
@@ -373,12 +418,23 @@ class Tickets(Task):
                 "random": _density(rand),
                 "magnitude": _density(magnitude),
             },
+            "first_layer": {
+                "mask": _first_layer(pred),
+                "imp": _first_layer(test.masks),
+                "random": _first_layer(rand),
+                "magnitude": _first_layer(magnitude),
+            },
             "n_test": len(test),
             "predict_time_s": predict_s,
             "mask_train_time_s": train_s,
         }
         if out is not None:
-            self._write(out, title, test, accuracy, overlap, metrics)
+            maps = _input_maps(
+                {KIND_NAMES[k]: m for k, m in (("imp", test.masks), ("mask", pred),
+                                               ("magnitude", magnitude))},
+                spec.widths[0],
+            )  # fmt: skip
+            self._write(out, title, test, accuracy, overlap, metrics, maps)
         return metrics
 
     def _write(
@@ -389,6 +445,7 @@ class Tickets(Task):
         accuracy: dict[str, Tensor],
         overlap: dict[str, Tensor],
         metrics: dict[str, Any],
+        maps: dict[str, Tensor] | None,
     ) -> None:
         names = [KIND_NAMES[k] for k in KINDS]
         viz.accuracy_bars(
@@ -407,6 +464,15 @@ class Tickets(Task):
             out / "layer_sparsity.png",
             title=f"{title}\nkept share of each weight tensor",
         )
+        if maps is not None:
+            used = metrics["first_layer"]
+            viz.input_usage(
+                maps,
+                out / "input_usage.png",
+                title=f"{title}\nkept share of W1 per input pixel, {len(test)} held-out inits; "
+                f"pixels used: IMP {used['imp']['inputs_used']:.0f}, "
+                f"predicted {used['mask']['inputs_used']:.0f}",
+            )
         rows = zip(
             test.seeds.tolist(),
             *(accuracy[k].tolist() for k in KINDS),
