@@ -192,8 +192,7 @@ def _input_maps(masks: dict[str, WeightSpaceFeatures], n_inputs: int) -> dict[st
     if side * side != n_inputs or side < 2:
         return None
     return {
-        name: _taps(m).double().mean((0, 1, 3)).reshape(side, side)
-        for name, m in masks.items()
+        name: _taps(m).double().mean((0, 1, 3)).reshape(side, side) for name, m in masks.items()
     }
 
 
