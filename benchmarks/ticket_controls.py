@@ -31,6 +31,7 @@ from weightspace import WeightSpaceFeatures
 from weightspace.data.tickets import TicketSet, load_tickets, train_masked
 from weightspace.io import write_json
 from weightspace.models.ticket_vae import allocated_top_k, mask_iou, sampled_top_k
+from weightspace.tasks.tickets import first_layer_use
 
 RULES = ("magnitude", "position")
 DECODINGS = ("top", "sample")
@@ -103,15 +104,6 @@ def rule_logits(
     return WeightSpaceFeatures(weights, [torch.zeros_like(b) for b in inits.biases], inits.spec)
 
 
-def first_layer(masks: WeightSpaceFeatures) -> dict[str, float]:
-    """Hidden neurons of W_1 without any kept input, and inputs with a kept weight (means)."""
-    w1 = masks.weights[0][:, 0].bool()
-    return {
-        "neurons_without_inputs": float((~w1.any(2)).double().sum(1).mean()),
-        "inputs_used": float(w1.any(1).double().sum(1).mean()),
-    }
-
-
 def run(tickets: str, rule: str, decoding: str, seed: int = 0) -> dict[str, Any]:
     """Fit the rule on the training split, decode the test split, train it; the results."""
     if decoding not in DECODINGS:
@@ -143,7 +135,7 @@ def run(tickets: str, rule: str, decoding: str, seed: int = 0) -> dict[str, Any]
         "random_test_accuracy": rnd,
         "gap_closed": (mean - rnd) / (imp - rnd),
         "iou_with_imp": float(mask_iou(masks, test.masks).mean()),
-        "first_layer": first_layer(masks),
+        "first_layer": first_layer_use(masks),
         "slopes": [float(m.ab.detach()[0]) for m in models],
     }
 

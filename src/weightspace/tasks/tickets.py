@@ -47,6 +47,7 @@ from weightspace.data.tickets import (
     train_masked,
 )
 from weightspace.io import write_safetensors
+from weightspace.models.nfn import IO_ENCODINGS
 from weightspace.models.ticket_vae import (
     MaskVAE,
     allocated_top_k,
@@ -76,7 +77,7 @@ ALLOCATIONS: tuple[str, ...] = ("expected", "global")
 #: How logits become a mask within the budgets: the top logits, or a Gumbel-top-k draw.
 DECODINGS: tuple[str, ...] = ("top", "sample")
 #: ``--io-encoding``: the library's NP IO encodings, or ``auto`` (sinusoidal under NP, none otherwise).
-TICKET_IO_ENCODINGS: tuple[str, ...] = ("auto", "sinusoidal", "learned")
+TICKET_IO_ENCODINGS: tuple[str, ...] = ("auto", *IO_ENCODINGS)
 #: The accuracies a run reports, in the order of ``accuracy.png``.
 KINDS: tuple[str, ...] = ("dense", "imp", "random", "magnitude", "mask")
 KIND_NAMES = {
@@ -175,7 +176,7 @@ def _taps(masks: WeightSpaceFeatures) -> Tensor:
     return w1.reshape(*w1.shape[:3], -1)
 
 
-def _first_layer(masks: WeightSpaceFeatures) -> dict[str, float]:
+def first_layer_use(masks: WeightSpaceFeatures) -> dict[str, float]:
     """How a mask uses the first layer, averaged over networks: hidden neurons left without any
     input weight, and inputs (pixels) with at least one kept weight."""
     w1 = _taps(masks).sum(3) > 0  # (B, n_1, n_0): any kernel tap kept
@@ -418,10 +419,10 @@ class Tickets(Task):
                 "magnitude": _density(magnitude),
             },
             "first_layer": {
-                "mask": _first_layer(pred),
-                "imp": _first_layer(test.masks),
-                "random": _first_layer(rand),
-                "magnitude": _first_layer(magnitude),
+                "mask": first_layer_use(pred),
+                "imp": first_layer_use(test.masks),
+                "random": first_layer_use(rand),
+                "magnitude": first_layer_use(magnitude),
             },
             "n_test": len(test),
             "predict_time_s": predict_s,
