@@ -62,7 +62,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shlex
 import statistics
 import sys
@@ -70,6 +69,7 @@ import time
 from collections.abc import Callable, Sequence
 
 import torch
+from _machine import machine_info, machine_line
 from torch import Tensor
 from torch.func import functional_call, grad, vmap
 
@@ -598,13 +598,10 @@ def main(argv: list[str] | None = None) -> dict:
     command = "python benchmarks/alternatives.py " + shlex.join(
         sys.argv[1:] if argv is None else argv
     )
-    machine = (
-        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} thread(s), "
-        f"torch {torch.__version__}"
-    )
+    machine = machine_info(retain_freed_memory=retained)
     print(f"$ {command}".rstrip())
     print(
-        f"# {machine}; medians of {args.reps} interleaved reps; freed memory retained: {retained}",
+        f"# {machine_line(machine)}; medians of {args.reps} interleaved reps; freed memory retained: {retained}",
         flush=True,
     )
     n_images = max([args.limit_train, *args.sirens])

@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shlex
 import statistics
 import sys
 import time
 
 import torch
+from _machine import machine_info, machine_line
 
 from weightspace.data.images import load_images
 from weightspace.data.inr import (
@@ -84,13 +84,10 @@ def main(argv: list[str] | None = None) -> dict:
     images = load_images("mnist", limit_train=n).train_x
     seeds = list(range(n))
     command = "python benchmarks/inr.py " + shlex.join(sys.argv[1:] if argv is None else argv)
-    machine = (
-        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} thread(s), "
-        f"torch {torch.__version__}"
-    )
+    machine = machine_info()
     print(f"$ {command}".rstrip())
     print(
-        f"# {machine}; MNIST 28x28, {args.steps} full-image Adam steps, lr {args.lr:g}, "
+        f"# {machine_line(machine)}; MNIST 28x28, {args.steps} full-image Adam steps, lr {args.lr:g}, "
         f"{args.rounds} interleaved rounds",
         flush=True,
     )
@@ -145,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict:
     print("| machine | steps | batched (SIRENs/s) | per-SIREN loop (SIRENs/s) | speed-up |")
     print("|---|---|---|---|---|")
     print(
-        f"| {machine} | {args.steps} | {result['batched_sirens_per_s']:.2f} | "
+        f"| {machine_line(machine)} | {args.steps} | {result['batched_sirens_per_s']:.2f} | "
         f"{result['loop_sirens_per_s']:.2f} | {result['speedup']:.1f}x |"
     )
     if args.json:

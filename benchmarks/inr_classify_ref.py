@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import platform
 import shlex
 import statistics
 import sys
@@ -34,6 +33,7 @@ import time
 from collections.abc import Sequence
 
 import torch
+from _machine import machine_info, machine_line
 from torch import Tensor, nn
 
 from weightspace import NetworkSpec, WeightSpaceFeatures
@@ -318,22 +318,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     command = "python benchmarks/inr_classify_ref.py " + shlex.join(
         sys.argv[1:] if argv is None else list(argv)
     )
-    machine = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "nfn": getattr(nfn, "__version__", "0.1.2"),
-        "threads": torch.get_num_threads(),
-        "device": args.device
-        + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else ""),
-    }
+    machine = machine_info(args.device, nfn=getattr(nfn, "__version__", "0.1.2"))
     print(f"$ {command}")
-    print(
-        f"# {machine['processor']}, {machine['threads']} thread(s), torch {machine['torch']}, "
-        f"{machine['device']}",
-        flush=True,
-    )
+    print(f"# {machine_line(machine)}", flush=True)
     data = load_inrs(args.inrs)
     train, test = data.part("train"), data.part("test")
     if not len(train) or not len(test):

@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from _machine import machine_info, machine_line
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -270,12 +270,10 @@ def main() -> None:
     device = resolve_device(args.device)
     dtype = getattr(torch, args.dtype)
     retained = False if args.no_retain_memory or device.type != "cpu" else retain_freed_memory()
-    machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
-    if device.type == "cuda":
-        machine += f", {torch.cuda.get_device_name(device)}"
+    machine = machine_info(device)
     peaks = [matmul_peak(device, dtype)]
     print(
-        f"# {args.dtype}, medians of {args.reps} interleaved reps; {machine}; "
+        f"# {args.dtype}, medians of {args.reps} interleaved reps; {machine_line(machine)}; "
         f"retain_freed_memory: {retained}"
     )
     print(

@@ -94,7 +94,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
-import platform
 import shlex
 import statistics
 import sys
@@ -105,6 +104,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from _machine import machine_info, machine_line
 from torch import Tensor, nn
 
 from weightspace import NetworkSpec, WeightSpaceFeatures
@@ -623,21 +623,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
     command = "python benchmarks/task_throughput.py " + shlex.join(
         sys.argv[1:] if argv is None else list(argv)
     )
-    machine = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "nfn": getattr(nfn, "__version__", "0.1.2"),
-        "threads": torch.get_num_threads(),
-        "device": str(device)
-        + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
-        "retain_freed_memory": retained,
-    }
+    machine = machine_info(
+        device, nfn=getattr(nfn, "__version__", "0.1.2"), retain_freed_memory=retained
+    )
     print(f"$ {command}")
     print(
-        f"# {machine['processor']}, {machine['threads']} thread(s), torch {machine['torch']}, "
-        f"{machine['device']}, retain_freed_memory: {retained}; medians of {args.reps} "
+        f"# {machine_line(machine)}, retain_freed_memory: {retained}; medians of {args.reps} "
         f"interleaved blocks of {args.steps} steps after {args.warmup} warm-up steps",
         flush=True,
     )

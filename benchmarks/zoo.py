@@ -24,13 +24,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import shlex
 import statistics
 import sys
 import time
 
 import torch
+from _machine import machine_info, machine_line
 from torch import nn
 from torch.nn import functional as F
 
@@ -151,11 +151,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     retained = False if args.no_retain_memory else retain_freed_memory()
     print("# command: " + shlex.join([sys.executable, *sys.argv]))
-    machine = f"{platform.processor() or platform.machine()}, torch {torch.__version__}"
+    machine = machine_info()
     print(
         f"# {args.networks} networks x {args.epochs} epoch(s), batch {args.batch_size}, "
         f"{args.threads} thread(s), median of {args.reps} interleaved reps, "
-        f"freed memory retained: {retained}; {machine}"
+        f"freed memory retained: {retained}; {machine_line(machine)}"
     )
     print(
         "| dataset | train images | steps | batched (networks/s) | loop (networks/s) | speed-up |"
