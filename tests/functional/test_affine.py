@@ -62,3 +62,29 @@ def test_bad_input_names_what_is_wrong():
         precompose_affine(cnn, torch.eye(1), torch.zeros(1))
     with pytest.raises(ValueError, match="max_scale must be a number >= 1"):
         random_similarities(2, max_scale=0.5)
+
+
+def test_mirror_axis_flips_half_the_rendered_images_exactly():
+    torch.manual_seed(0)
+    x = WeightSpaceFeatures.from_tensors([t.unsqueeze(1).double() for t in init_sirens(64)])
+    g = torch.Generator().manual_seed(1)
+    m, t = random_similarities(64, mirror_axis=1, generator=g)
+    flipped = torch.linalg.det(m.double()) < 0
+    assert 16 < int(flipped.sum()) < 48  # a fair coin per network
+    a, b = render(x, 28, 28), render(precompose_affine(x, m, t), 28, 28)
+    torch.testing.assert_close(b[flipped], a[flipped].flip(-1))  # left to right
+    torch.testing.assert_close(b[~flipped], a[~flipped])
+    # Control: axis 0 mirrors rows, which is not a left-right mirror of these images.
+    m0, t0 = random_similarities(64, mirror_axis=0, generator=torch.Generator().manual_seed(1))
+    up = render(precompose_affine(x, m0, t0), 28, 28)
+    torch.testing.assert_close(up[flipped], a[flipped].flip(-2))
+    assert (up[flipped] - a[flipped].flip(-1)).abs().max() > 0.1
+    # The coin comes after the other draws: the moves without a mirror are unchanged by it.
+    kw = {"max_degrees": 10.0, "max_scale": 1.1, "max_shift": 0.1}
+    plain, _ = random_similarities(8, **kw, generator=torch.Generator().manual_seed(2))
+    mirrored, _ = random_similarities(
+        8, **kw, mirror_axis=1, generator=torch.Generator().manual_seed(2)
+    )
+    torch.testing.assert_close(mirrored.abs(), plain.abs())
+    with pytest.raises(ValueError, match="mirror_axis must be None, 0 or 1, got 2"):
+        random_similarities(2, mirror_axis=2)

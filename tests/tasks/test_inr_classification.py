@@ -28,6 +28,7 @@ from weightspace.data.inr import (
 from weightspace.data.siren_format import PAPER_PREFIX, PAPER_SPLIT_POINTS
 from weightspace.models import FlatMLP, InvariantNFN
 from weightspace.tasks.inr_classification import (
+    IMAGE_AUGMENT,
     MODELS,
     PAPER_CONFIG,
     InrClassification,
@@ -558,3 +559,23 @@ def test_image_augment_auto_is_on_for_probe_models_only() -> None:
     # At its default the field is not written, so runs from before it existed still resume.
     assert "image_augment" not in InrClassifyConfig(inrs="i", model="probe", out="o").settings()
     assert AffineAugmentation(10.0, 1.1, 0.1).active and not AffineAugmentation().active
+    assert AffineAugmentation(mirror=1).active
+
+
+def test_mirror_images_adds_a_left_right_mirror_to_the_moves() -> None:
+    from weightspace.tasks.inputs import AffineAugmentation
+
+    def affine(model: str, **extra) -> list[AffineAugmentation]:
+        config = InrClassifyConfig(inrs="i", model=model, out="o", **extra)
+        task = InrClassification({**config.settings(), "spec": SIREN_SPEC.to_dict()})
+        return [a for a in task.augmentation() if isinstance(a, AffineAugmentation)]
+
+    (moves,) = affine("probe", mirror_images=True)
+    assert moves.mirror == 1 and moves.degrees == IMAGE_AUGMENT[0]
+    assert affine("probe")[0].mirror is None
+    (alone,) = affine("np", mirror_images=True)  # image moves off: the mirror only
+    assert alone.mirror == 1 and alone.degrees == 0 and alone.shift == 0
+    assert affine("np") == []
+    assert "mirror_images" not in InrClassifyConfig(inrs="i", model="probe", out="o").settings()
+    with pytest.raises(ValueError, match="mirror_images"):
+        InrClassifyConfig(inrs="i", model="probe", out="o", mirror_images="yes")

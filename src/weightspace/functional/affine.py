@@ -69,13 +69,18 @@ def random_similarities(
     max_degrees: float = 0.0,
     max_scale: float = 1.0,
     max_shift: float = 0.0,
+    mirror_axis: int | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Random 2-D similarity maps ``x ↦ s R(θ) x + t`` for :func:`precompose_affine`.
+    """Random 2-D similarity maps ``x ↦ s R(θ) M x + t`` for :func:`precompose_affine`.
 
     ``θ`` uniform in ``±max_degrees``, ``log s`` uniform in ``±log max_scale``, each coordinate
-    of ``t`` uniform in ``±max_shift`` (in input units).
+    of ``t`` uniform in ``±max_shift`` (in input units). ``M`` is the identity, or, with
+    ``mirror_axis`` set, negates that input coordinate with probability 1/2 (on a grid symmetric
+    about 0, such as :func:`weightspace.data.inr.pixel_grid`, axis 1 mirrors an image left to
+    right). The mirror's coin is drawn after the other numbers, so without it the maps are the
+    same for a given generator.
 
     Shapes
     ------
@@ -94,10 +99,23 @@ def random_similarities(
             raise ValueError(
                 f"random_similarities: {name} must be a number >= {low}, got {value!r}"
             )
+    if mirror_axis is not None and (
+        isinstance(mirror_axis, bool)
+        or not isinstance(mirror_axis, int)
+        or mirror_axis not in (0, 1)
+    ):
+        raise ValueError(
+            f"random_similarities: mirror_axis must be None, 0 or 1, got {mirror_axis!r}"
+        )
     u = torch.rand(batch_size, 4, generator=generator, dtype=torch.float64) * 2 - 1
     theta = torch.deg2rad(u[:, 0] * max_degrees)
     scale = torch.exp(u[:, 1] * torch.log(torch.tensor(float(max_scale), dtype=torch.float64)))
     cos, sin = torch.cos(theta) * scale, torch.sin(theta) * scale
     matrix = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
     offset = u[:, 2:] * max_shift
+    if mirror_axis is not None:
+        flip = torch.rand(batch_size, generator=generator, dtype=torch.float64) < 0.5
+        sign = torch.ones(batch_size, 2, dtype=torch.float64)
+        sign[:, mirror_axis] = torch.where(flip, -1.0, 1.0)
+        matrix = matrix * sign[:, None, :]  # s R(θ) M: column mirror_axis negated
     return matrix.float().to(device), offset.float().to(device)

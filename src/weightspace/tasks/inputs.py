@@ -110,7 +110,9 @@ class AffineAugmentation:
 
     Each network becomes ``x ↦ f(s R(θ) x + t)`` (:func:`weightspace.functional.precompose_affine`,
     exact: only the first layer changes), with ``θ`` uniform in ``±degrees``, ``log s`` in
-    ``±log scale`` and each coordinate of ``t`` in ``±shift``. Unlike
+    ``±log scale`` and each coordinate of ``t`` in ``±shift``; with ``mirror`` set to an input
+    axis, half the networks also have that coordinate negated first (``mirror=1``: a
+    left-right mirror of the image, for classes that survive one, such as clothes, not digits). Unlike
     :class:`SymmetryAugmentation` this changes the function: it is image augmentation, for
     labels that survive a small move of the image (a digit's class), on 2-D inputs.
 
@@ -123,6 +125,7 @@ class AffineAugmentation:
     degrees: float = 0.0
     scale: float = 1.0
     shift: float = 0.0
+    mirror: int | None = None
 
     def __call__(self, x: WeightSpaceFeatures, odd: Tensor | None = None) -> WeightSpaceFeatures:
         if x.spec.widths[0] != 2:
@@ -134,13 +137,14 @@ class AffineAugmentation:
             max_degrees=self.degrees,
             max_scale=self.scale,
             max_shift=self.shift,
+            mirror_axis=self.mirror,
             device=x.device,
         )
         return precompose_affine(x, matrix, offset)
 
     @property
     def active(self) -> bool:
-        return self.degrees > 0 or self.scale > 1 or self.shift > 0
+        return self.degrees > 0 or self.scale > 1 or self.shift > 0 or self.mirror is not None
 
 
 #: An augmentation: ``(features, odd mask or None) -> features``, with an ``active`` flag.

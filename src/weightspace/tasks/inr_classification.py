@@ -90,7 +90,8 @@ class InrClassifyConfig(TaskConfig):
     ``half_periods``: also random half-period shifts (exact for SIRENs); ``canonicalize``: the
     model reads every SIREN in its canonical form (:class:`Canonicalized`); ``image_augment``:
     train on moved images (:data:`IMAGE_AUGMENT`, made on the weights; ``"auto"``: on for the
-    probe models). ``fourier_scale`` and ``channel_dropout`` shape the NFNs; ``probes`` and
+    probe models); ``mirror_images``: also mirror half of them left to right (exact on the
+    pixel grid; for Fashion-MNIST, not digits). ``fourier_scale`` and ``channel_dropout`` shape the NFNs; ``probes`` and
     ``probe_generator`` the probe models. ``source``: one of :data:`SOURCES`; ``prefix``,
     ``split_points``, ``augment_prefixes``: for SIREN folders, see :func:`load_any_inrs`.
     """
@@ -98,7 +99,7 @@ class InrClassifyConfig(TaskConfig):
     models = MODELS
     nfn_models = ("np", "hnp", "np-probe")
     added_fields = TaskConfig.added_fields + ("fourier_scale", "channel_dropout", "image_augment")
-    added_fields += ("probes", "probe_generator", "half_periods", "canonicalize")
+    added_fields += ("probes", "probe_generator", "half_periods", "canonicalize", "mirror_images")
 
     inrs: str
     model: str
@@ -133,6 +134,11 @@ class InrClassifyConfig(TaskConfig):
         "random moves of the images, made on the weights (auto: on for the probe models)",
         type=base.auto_on_off,
     )
+    mirror_images: bool = option(
+        False,
+        "also mirror half the training images left to right, made on the weights (for classes "
+        "that survive a mirror, such as clothes; not digits)",
+    )
     probes: int = option(128, "probe inputs of the probe models", type=base.positive_int)
     probe_generator: str = option(
         "deep-linear", "how probes are parameterised (probe models)", choices=PROBE_GENERATORS
@@ -150,6 +156,8 @@ class InrClassifyConfig(TaskConfig):
         nfn = self.model in self.nfn_models
         if not (isinstance(self.dropout, int | float) and 0 <= self.dropout < 1):
             self.refuse("dropout", "in [0, 1)")
+        if not isinstance(self.mirror_images, bool):
+            self.refuse("mirror_images", "True or False")
         if self.image_augment != "auto" and not isinstance(self.image_augment, bool):
             self.refuse("image_augment", "True, False or 'auto'")
         cd = self.channel_dropout
@@ -260,6 +268,7 @@ class InrClassification(ClassificationTask):
         "half_periods",
         "canonicalize",
         "image_augment",
+        "mirror_images",
         "probes",
         "probe_generator",
     )
@@ -335,8 +344,11 @@ class InrClassification(ClassificationTask):
                 permute=s["model"] == "mlp-aug",
             )
         ]
+        mirror = 1 if s.get("mirror_images") else None  # axis 1 of pixel_grid: the column
         if image_augment(s):
-            augments.append(AffineAugmentation(*IMAGE_AUGMENT))
+            augments.append(AffineAugmentation(*IMAGE_AUGMENT, mirror=mirror))
+        elif mirror is not None:
+            augments.append(AffineAugmentation(mirror=mirror))
         return augments
 
 
