@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from weightspace import WeightSpaceFeatures, symmetry
+from weightspace import NetworkSpec, WeightSpaceFeatures, symmetry
 from weightspace.data.inr import SIREN_SPEC, init_sirens, siren_activation
 from weightspace.nn import ProbeFeatures
 from weightspace.testing import assert_invariant, inconsistent_permutation, invariance_error
@@ -136,3 +136,98 @@ def test_bad_input_is_refused_with_a_clear_message():
                 [t.repeat(1, 2, *[1] * (t.ndim - 2)) for t in x.tensors]
             )
         )
+
+
+# ------------------------------------------------------------------ derivatives at the probes
+@pytest.mark.parametrize("generator", ["points", "deep-linear"])
+def test_probe_gradients_are_the_outputs_and_their_input_derivatives(generator):
+    x = sirens(2)
+    scale = 2 / 27
+    plain = ProbeFeatures(SIREN_SPEC, 6, activation=siren_activation, generator=generator)
+    probe = ProbeFeatures(
+        SIREN_SPEC,
+        6,
+        activation=siren_activation,
+        generator=generator,
+        gradients=True,
+        gradient_scale=scale,
+    )
+    probe.load_state_dict(plain.state_dict())
+    plain, probe = plain.double(), probe.double()
+    assert probe.output_size == 6 * 1 * 3 == probe(x).shape[1]
+    out = probe(x).reshape(2, 6, 3)  # per probe: value, d/dx1, d/dx2 (n_L = 1, n_0 = 2)
+    torch.testing.assert_close(out[..., 0], plain(x))
+    # Central finite differences of the network along each input axis, one pixel's step.
+    from weightspace.functional import forward
+
+    points, h = probe.probes().detach(), 1e-6
+    for axis in range(2):
+        step = torch.zeros_like(points)
+        step[:, axis] = h
+        diff = forward(x, points + step, siren_activation) - forward(
+            x, points - step, siren_activation
+        )
+        torch.testing.assert_close(
+            out[..., 1 + axis], scale * diff[..., 0] / (2 * h), rtol=1e-6, atol=1e-6
+        )
+
+
+@HYPOTHESIS
+@given(spec=network_specs(min_layers=2, min_width=2, conv_dims=(0,)))
+def test_probe_gradients_keep_every_invariance_of_the_outputs(spec):
+    torch.manual_seed(0)
+    probe = probe_for(spec, "deep-linear", gradients=True)
+    assert probe.output_size == 5 * spec.widths[-1] * (1 + spec.widths[0])
+    assert_invariant(probe, spec, "hnp", rtol=1e-9)
+
+    def flip(x, g):
+        return symmetry.flip_signs(x, symmetry.sample_signs(spec, x.batch_size, generator=g))
+
+    assert invariance_error(probe, spec, perturb=flip) < 1e-9
+    # Controls: an inconsistent permutation is another function, and so are its slopes.
+    err = invariance_error(probe, spec, perturb=lambda x, g: inconsistent_permutation(x, 1, g))
+    assert err > 1e-6
+
+
+def test_probe_gradients_of_sirens_are_invariant_to_the_half_period_shift():
+    x = sirens()
+    probe = ProbeFeatures(SIREN_SPEC, 16, activation=siren_activation, gradients=True).double()
+    w, b = [t.clone() for t in x.weights], [t.clone() for t in x.biases]
+    b[1][:, :, 5] += math.pi / 30
+    w[2][:, :, :, 5] *= -1
+    torch.testing.assert_close(probe(WeightSpaceFeatures(w, b)), probe(x), rtol=0, atol=1e-11)
+    # Control: the shift alone changes the slopes too, not only the values.
+    moved = probe(WeightSpaceFeatures(x.weights, b)).reshape(3, 16, 3)
+    assert (moved[..., 1:] - probe(x).reshape(3, 16, 3)[..., 1:]).abs().max() > 1e-3
+
+
+def test_probe_gradients_backpropagate_to_weights_and_probes():
+    torch.manual_seed(0)
+    spec = NetworkSpec((2, 3, 1))
+    probe = ProbeFeatures(spec, 3, activation="tanh", generator="points", gradients=True).double()
+    shapes = [*spec.weight_shapes, *spec.bias_shapes]
+    tensors = [
+        torch.randn(2, 1, *shape, dtype=torch.float64, requires_grad=True) for shape in shapes
+    ]
+
+    def features(*ts):
+        return probe(WeightSpaceFeatures.from_tensors(list(ts)))
+
+    assert torch.autograd.gradcheck(features, tuple(tensors))
+    probe(WeightSpaceFeatures.from_tensors(tensors)).square().sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in probe.parameters())
+
+
+def test_probe_gradients_are_refused_for_conv_networks_and_bad_scales():
+    from weightspace.data.zoo import ZOO_SPEC
+
+    with pytest.raises(ValueError, match="gradients=True needs a dense network"):
+        ProbeFeatures(ZOO_SPEC, 4, input_shape=(28, 28), gradients=True)
+    with pytest.raises(ValueError, match="gradients must be True or False"):
+        ProbeFeatures(SIREN_SPEC, 4, gradients="yes")
+    for bad in (0, -1.0, float("inf"), True):
+        with pytest.raises(ValueError, match="gradient_scale must be a positive number"):
+            ProbeFeatures(SIREN_SPEC, 4, gradients=True, gradient_scale=bad)
+    assert "gradients (scale 0.5)" in repr(
+        ProbeFeatures(SIREN_SPEC, 4, gradients=True, gradient_scale=0.5)
+    )

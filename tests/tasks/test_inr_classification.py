@@ -494,7 +494,13 @@ def test_paper_config() -> None:
 # ------------------------------------------------------------------ issue 10 options
 def test_training_options_run_end_to_end_and_evaluate_alike(digits_inrs, tmp_path) -> None:
     options = {
-        "probe": {"image_augment": True, "canonicalize": True, "train_limit": 10, "probes": 16},
+        "probe": {
+            "image_augment": True,
+            "canonicalize": True,
+            "train_limit": 10,
+            "probes": 16,
+            "probe_gradients": True,
+        },
         "np": {
             "half_periods": True,
             "channel_dropout": 0.1,
@@ -538,6 +544,12 @@ def test_issue_10_config_errors(digits_inrs, tmp_path) -> None:
         InrClassifyConfig(inrs="i", model="np", out="o", channel_dropout=1.5)
     with pytest.raises(ValueError, match="fourier_scale must be a positive number"):
         InrClassifyConfig(inrs="i", model="np", out="o", fourier_scale=0)
+    with pytest.raises(ValueError, match="probe_gradients must be False: it applies to the probe"):
+        InrClassifyConfig(inrs="i", model="np", out="o", probe_gradients=True)
+    with pytest.raises(ValueError, match="probe_gradients must be True or False"):
+        InrClassifyConfig(inrs="i", model="probe", out="o", probe_gradients="yes")
+    with_slopes = build_classifier("probe", SIREN_SPEC, 10, probes=8, probe_gradients=True)
+    assert with_slopes.probe.gradients and with_slopes.probe.output_size == 8 * 3
     with pytest.raises(ValueError, match="probe_generator must be one of"):
         InrClassifyConfig(inrs="i", model="probe", out="o", probe_generator="gan")
     with pytest.raises(ValueError, match="train_limit=99, but the train split holds 18 INRs"):

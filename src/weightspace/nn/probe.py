@@ -75,12 +75,21 @@ class ProbeFeatures(nn.Module):
         Width of the latent codes and number of linear layers of the deep-linear generator.
     stride, padding:
         Of every conv layer, as in :func:`weightspace.functional.forward`.
+    gradients:
+        Dense networks only: also read the derivatives of every output along every input
+        coordinate at each probe (exact, by forward-mode differentiation; ``n_0`` more passes),
+        multiplied by ``gradient_scale`` (e.g. one pixel's step for an INR, so they read as
+        differences between neighbouring pixels). They depend on the function only, so they
+        keep every invariance of the outputs; they tell the head which way the function rises
+        at each probe (an image's edges), which a value alone does not.
 
     Shapes
     ------
     - input: :class:`WeightSpaceFeatures` on ``spec`` with 1 channel (the raw weights:
       standardising them would change the function)
-    - output: ``(B, num_probes * n_L)``, probe-major (``[probe 1 outputs, probe 2 outputs, …]``)
+    - output: ``(B, num_probes * n_L)``, probe-major (``[probe 1 outputs, probe 2 outputs, …]``);
+      with ``gradients``, ``(B, num_probes * n_L * (1 + n_0))``, per probe its ``n_L`` outputs,
+      then their derivatives along input 1, …, input ``n_0``
 
     Raises
     ------
@@ -105,6 +114,8 @@ class ProbeFeatures(nn.Module):
         generator_depth: int = 3,
         stride: int | tuple[int, ...] = 1,
         padding: int | tuple[int, ...] = 0,
+        gradients: bool = False,
+        gradient_scale: float = 1.0,
     ) -> None:
         super().__init__()
         who = type(self).__name__
@@ -127,6 +138,17 @@ class ProbeFeatures(nn.Module):
             isinstance(init_scale, int | float) and math.isfinite(init_scale) and init_scale > 0
         ):
             raise ValueError(f"{who}: init_scale must be a positive number, got {init_scale!r}")
+        if not isinstance(gradients, bool):
+            raise ValueError(f"{who}: gradients must be True or False, got {gradients!r}")
+        if not (
+            isinstance(gradient_scale, int | float)
+            and not isinstance(gradient_scale, bool)
+            and math.isfinite(gradient_scale)
+            and gradient_scale > 0
+        ):
+            raise ValueError(
+                f"{who}: gradient_scale must be a positive number, got {gradient_scale!r}"
+            )
         # Resolve now, so that an activation it cannot run fails at construction.
         self.activation = _resolve(activation, who, "activation")
         self.final_activation = (
@@ -149,6 +171,11 @@ class ProbeFeatures(nn.Module):
                 raise ValueError(
                     f"{who}: input_shape must hold positive sizes, got {input_shape!r}"
                 )
+            if gradients:
+                raise ValueError(
+                    f"{who}: gradients=True needs a dense network; {spec} starts with conv "
+                    "layers, whose input derivatives are whole images"
+                )
         elif input_shape is not None and tuple(input_shape) != ():
             raise ValueError(
                 f"{who}: {spec} is dense; input_shape must be None, got {input_shape!r}"
@@ -158,6 +185,7 @@ class ProbeFeatures(nn.Module):
         self.spec, self.num_probes, self.generator = spec, num_probes, generator
         self.probe_shape = (spec.widths[0], *spatial)
         self.stride, self.padding = stride, padding
+        self.gradients, self.gradient_scale = gradients, float(gradient_scale)
         numel = math.prod(self.probe_shape)
         initial = _initial(num_probes, numel, init, float(init_scale))
         if generator == "points":
@@ -181,8 +209,10 @@ class ProbeFeatures(nn.Module):
 
     @property
     def output_size(self) -> int:
-        """Width of the feature vector: ``num_probes * n_L``."""
-        return self.num_probes * self.spec.widths[-1]
+        """Width of the feature vector: ``num_probes * n_L``, times ``1 + n_0`` with
+        ``gradients``."""
+        per_probe = 1 + self.spec.widths[0] if self.gradients else 1
+        return self.num_probes * self.spec.widths[-1] * per_probe
 
     def probes(self) -> Tensor:
         """The current probe inputs: ``(num_probes, n_0, *input_shape)``."""
@@ -203,21 +233,34 @@ class ProbeFeatures(nn.Module):
         _check_finite(x, who)
         probes = self.probes().to(dtype=x.dtype)
         act = self.activation if activation is None else activation
-        out = forward(
-            x,
-            probes,
-            act,
-            final_activation=self.final_activation,
-            stride=self.stride,
-            padding=self.padding,
-        )  # (B, N, n_L)
-        return out.reshape(x.batch_size, self.output_size)
+
+        def run(inputs: Tensor) -> Tensor:  # (B, N, n_L)
+            return forward(
+                x,
+                inputs,
+                act,
+                final_activation=self.final_activation,
+                stride=self.stride,
+                padding=self.padding,
+            )
+
+        if not self.gradients:
+            return run(probes).reshape(x.batch_size, self.output_size)
+        parts = []
+        for axis in range(probes.shape[1]):
+            direction = torch.zeros_like(probes)
+            direction[:, axis] = self.gradient_scale
+            out, slope = torch.func.jvp(run, (probes,), (direction,))
+            parts += [out] if axis == 0 else []
+            parts.append(slope)
+        return torch.cat(parts, dim=2).reshape(x.batch_size, self.output_size)
 
     def extra_repr(self) -> str:
         name = getattr(self.activation, "__name__", "custom")
         return (
             f"spec={self.spec}, num_probes={self.num_probes}, generator={self.generator!r}, "
             f"probe_shape={self.probe_shape}, activation={name}, output_size={self.output_size}"
+            + (f", gradients (scale {self.gradient_scale:g})" if self.gradients else "")
         )
 
 

@@ -64,6 +64,9 @@ SOURCES = INR_SOURCES
 #: ``image_augment``'s moves (:class:`~weightspace.tasks.inputs.AffineAugmentation`): up to 10°
 #: of rotation, 10 % of zoom and 2 pixels of shift on a 28-pixel side (coordinates span 2).
 IMAGE_AUGMENT: tuple[float, float, float] = (10.0, 1.1, 2 * 2 / 27)
+#: ``probe_gradients``' unit: one pixel's step on a 28-pixel side (coordinates span 2), so the
+#: derivatives read as differences between neighbouring pixels.
+PROBE_GRADIENT_SCALE = 2 / 27
 #: Gaussian Fourier features the NFN classifiers use by default (``fourier_features="auto"``).
 NFN_FOURIER_FEATURES = 64
 #: The paper's INR classifier (§4), for a GPU: 3 NP layers of 512 channels with a sinusoidal IO
@@ -91,15 +94,18 @@ class InrClassifyConfig(TaskConfig):
     model reads every SIREN in its canonical form (:class:`Canonicalized`); ``image_augment``:
     train on moved images (:data:`IMAGE_AUGMENT`, made on the weights; ``"auto"``: on for the
     probe models); ``mirror_images``: also mirror half of them left to right (exact on the
-    pixel grid; for Fashion-MNIST, not digits). ``fourier_scale`` and ``channel_dropout`` shape the NFNs; ``probes`` and
-    ``probe_generator`` the probe models. ``source``: one of :data:`SOURCES`; ``prefix``,
-    ``split_points``, ``augment_prefixes``: for SIREN folders, see :func:`load_any_inrs`.
+    pixel grid; for Fashion-MNIST, not digits). ``fourier_scale`` and ``channel_dropout`` shape
+    the NFNs; ``probes``, ``probe_generator`` and ``probe_gradients`` (also the derivatives at
+    each probe, in :data:`PROBE_GRADIENT_SCALE` units) the probe models. ``source``: one of
+    :data:`SOURCES`; ``prefix``, ``split_points``, ``augment_prefixes``: for SIREN folders, see
+    :func:`load_any_inrs`.
     """
 
     models = MODELS
     nfn_models = ("np", "hnp", "np-probe")
     added_fields = TaskConfig.added_fields + ("fourier_scale", "channel_dropout", "image_augment")
     added_fields += ("probes", "probe_generator", "half_periods", "canonicalize", "mirror_images")
+    added_fields += ("probe_gradients",)
 
     inrs: str
     model: str
@@ -143,6 +149,9 @@ class InrClassifyConfig(TaskConfig):
     probe_generator: str = option(
         "deep-linear", "how probes are parameterised (probe models)", choices=PROBE_GENERATORS
     )
+    probe_gradients: bool = option(
+        False, "probe models also read the image's slope at each probe (its x and y derivatives)"
+    )
     sign_flips: bool | str = option(
         "auto", "hidden-neuron sign flips in training (auto: on for NFNs)", type=base.auto_on_off
     )
@@ -156,8 +165,11 @@ class InrClassifyConfig(TaskConfig):
         nfn = self.model in self.nfn_models
         if not (isinstance(self.dropout, int | float) and 0 <= self.dropout < 1):
             self.refuse("dropout", "in [0, 1)")
-        if not isinstance(self.mirror_images, bool):
-            self.refuse("mirror_images", "True or False")
+        for name in ("mirror_images", "probe_gradients"):
+            if not isinstance(getattr(self, name), bool):
+                self.refuse(name, "True or False")
+        if self.probe_gradients and self.model not in PROBE_MODELS:
+            self.refuse("probe_gradients", f"False: it applies to the probe models {PROBE_MODELS}")
         if self.image_augment != "auto" and not isinstance(self.image_augment, bool):
             self.refuse("image_augment", "True, False or 'auto'")
         cd = self.channel_dropout
@@ -212,6 +224,7 @@ def build_classifier(
     channel_dropout: float = 0.0,
     probes: int = 128,
     probe_generator: str = "deep-linear",
+    probe_gradients: bool = False,
 ) -> nn.Module:
     """The classifier named ``model`` (:data:`MODELS`) for INRs on ``spec`` with ``num_classes``
     logits.
@@ -228,6 +241,8 @@ def build_classifier(
         raise ValueError(f"build_classifier: need at least 2 classes, got {num_classes!r}")
     if model in PROBE_MODELS:
         probe = {"num_probes": probes, "generator": probe_generator, "activation": siren_activation}
+        if probe_gradients:
+            probe |= {"gradients": True, "gradient_scale": PROBE_GRADIENT_SCALE}
         if model == "probe":
             return ProbeModel(spec, tuple(head_hidden), num_classes, dropout, **probe)
         return HybridModel(
@@ -271,6 +286,7 @@ class InrClassification(ClassificationTask):
         "mirror_images",
         "probes",
         "probe_generator",
+        "probe_gradients",
     )
     cli_fields += ("source", "device")
     eval_batch_size = 256
@@ -308,6 +324,7 @@ class InrClassification(ClassificationTask):
             channel_dropout=float(s.get("channel_dropout", 0.0)),
             probes=int(s.get("probes", 128)),
             probe_generator=s.get("probe_generator", "deep-linear"),
+            probe_gradients=bool(s.get("probe_gradients", False)),
         )
         return Canonicalized(net) if s.get("canonicalize") else net
 
