@@ -318,3 +318,43 @@ def test_invariant_fourier_and_io_front_end_is_fused_with_the_same_outputs():
     g_plain = torch.autograd.grad(plain.square().sum(), list(model.parameters()))
     for a, b in zip(g, g_plain):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def _module_by_module(model: torch.nn.Module, encoder: torch.nn.Sequential, x):
+    """The encoder's modules applied one after the other: no fused front end, no folded
+    dropout (the definition the models' fast path must reproduce)."""
+    for module in encoder:
+        x = module(x)
+    return x
+
+
+@pytest.mark.parametrize("mode", ["np", "hnp"])
+def test_folded_channel_dropout_gives_the_module_by_module_values(mode):
+    """In training, the models fold each ChannelDropout into the NF-Layer before it. Same random
+    stream, same masks: outputs and parameter gradients equal the plain module chain's."""
+    spec = NetworkSpec((2, 5, 4, 3), ((3, 3), (3, 3), ()))
+    fourier = 4 if mode == "np" else None  # NP: Fourier features + sinusoidal IO encoding
+    model = InvariantNFN(
+        spec, mode, hidden_channels=(4, 5), head_hidden=(8,), channel_dropout=0.5,
+        fourier_features=fourier,
+    ).double().train()  # fmt: skip
+    eq = EquivariantNFN(spec, mode, (4, 5), channel_dropout=0.5).double().train()
+    x = random_features(spec, 6, generator=torch.Generator().manual_seed(0))
+
+    def run(fast: bool, net, seed: int):
+        net.zero_grad()
+        torch.manual_seed(seed)
+        if net is model:
+            out = net(x) if fast else net.head(net.pool(_module_by_module(net, net.encoder, x)))
+        else:
+            y = net(x) if fast else _module_by_module(net, net.layers, x)
+            out = torch.cat([t.flatten(1) for t in y.tensors], 1)
+        (out.sin() * torch.arange(out.shape[1], dtype=out.dtype)).sum().backward()
+        return [out.detach(), *(p.grad.clone() for p in net.parameters())]
+
+    for net in (model, eq):
+        fast, plain = run(True, net, seed=3), run(False, net, seed=3)
+        for a, b in zip(fast, plain, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+        # Control: other masks (another seed) give other outputs.
+        assert not torch.allclose(run(True, net, seed=4)[0], plain[0])

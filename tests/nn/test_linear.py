@@ -228,3 +228,79 @@ def test_row_sums_agree_whichever_way_they_are_taken(mode, monkeypatch):
         results.append([*out.tensors, *(t.grad for t in xs), *(p.grad for p in layer.parameters())])
     for a, b in zip(*results):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def _scale(batch: int, channels: int, seed: int) -> torch.Tensor:
+    """Dropout-like factors: zeros and 1 / (1 - p), float64."""
+    gen = torch.Generator().manual_seed(seed)
+    return (torch.rand(batch, channels, generator=gen, dtype=torch.float64) >= 0.4) / 0.6
+
+
+def _outputs_and_grads(layer, x, scale=None, after=None):
+    """Outputs and gradients (inputs, parameters) of a fixed random loss."""
+    layer.zero_grad()
+    xs = [t.detach().clone().requires_grad_() for t in x.tensors]
+    out = layer(WeightSpaceFeatures.from_tensors(xs), out_scale=scale)
+    if after is not None:
+        out = out.map(lambda t: t * after.reshape(*after.shape, *([1] * (t.ndim - 2))))
+    gen = torch.Generator().manual_seed(7)
+    probes = [torch.randn(t.shape, generator=gen, dtype=t.dtype) for t in out.tensors]
+    sum((p * t.sin()).sum() for p, t in zip(probes, out.tensors)).backward()
+    return [*out.tensors, *(t.grad for t in xs), *(p.grad.clone() for p in layer.parameters())]
+
+
+@pytest.mark.parametrize("activation", ["relu", None])
+@pytest.mark.parametrize("mode", ["np", "hnp"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        NetworkSpec((3, 4, 5, 2)),
+        NetworkSpec((2, 3, 4, 2), ((3, 3), (2, 2), ())),
+        NetworkSpec((3, 2)),
+    ],
+    ids=str,
+)
+def test_out_scale_equals_scaling_the_outputs_afterwards(spec, mode, activation):
+    """``out_scale`` (a channel dropout folded into the layer's products) gives the outputs and
+    every gradient of multiplying the outputs by the same factors afterwards."""
+    layer = _randomise(LAYERS[mode](spec, 2, 3, activation=activation), seed=3).double()
+    x = random_features(spec, 4, 2, generator=torch.Generator().manual_seed(1))
+    scale = _scale(4, 3, seed=0)
+    assert (scale == 0).any() and (scale > 0).any()
+    folded = _outputs_and_grads(layer, x, scale=scale)
+    after = _outputs_and_grads(layer, x, after=scale)
+    for a, b in zip(folded, after, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    # Control: another network's factors (rows swapped) must change the outputs.
+    swapped = _outputs_and_grads(layer, x, scale=scale.roll(1, dims=0))
+    assert not all(torch.allclose(a, b) for a, b in zip(swapped, after))
+
+
+@pytest.mark.parametrize("mode", ["np", "hnp"])
+def test_out_scale_backward_matches_finite_differences(mode):
+    spec = NetworkSpec((2, 3, 2, 2), ((2, 2), (3,), ()))
+    layer = _randomise(LAYERS[mode](spec, 2, 3, activation="relu"), seed=1).double()
+    _, args, _ = _as_function(layer, spec)
+    scale = _scale(2, 3, seed=1) + 0.25  # no zeros: every output moves
+
+    def scaled(*a):
+        n = len(spec.tensors)
+        feats = WeightSpaceFeatures.from_tensors(a[:n])
+        names = [name for name, _ in layer.named_parameters()]
+        params = dict(zip(names, a[n:]))
+        out = torch.func.functional_call(layer, params, (feats,), {"out_scale": scale})
+        return out.tensors
+
+    assert torch.autograd.gradcheck(scaled, args, eps=1e-6, atol=1e-6)
+
+
+def test_out_scale_is_checked():
+    spec = NetworkSpec((3, 4, 2))
+    x = random_features(spec, 2, 2)
+    layer = NPLinear(spec, 2, 3, activation="relu").double()
+    with pytest.raises(ValueError, match=r"NPLinear: out_scale must be \(batch, out_channels\)"):
+        layer(x, out_scale=torch.ones(2, 2, dtype=torch.float64))
+    tanh = HNPLinear(spec, 2, 3, activation="tanh").double()
+    assert not tanh.folds_channel_scale and layer.folds_channel_scale
+    with pytest.raises(ValueError, match="HNPLinear: out_scale needs activation None or 'relu'"):
+        tanh(x, out_scale=torch.ones(2, 3, dtype=torch.float64))

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from weightspace.nn.activation import Activation, ChannelDropout
 from weightspace.nn.encoding import GaussianFourierFeatures, LearnedIOEncoding, SinusoidalIOEncoding
-from weightspace.nn.linear import HNPLinear, NPLinear, PointwiseLinear
+from weightspace.nn.linear import HNPLinear, NPLinear, PointwiseLinear, _EquivariantLinear
 from weightspace.nn.pool import HNPPool, NPPool, StatsPool
 from weightspace.space.features import WeightSpaceFeatures, check_features
 from weightspace.space.spec import Mode, NetworkSpec, check_mode
@@ -160,8 +160,15 @@ def _nf_layers(
 
 
 def _encode(encoder: nn.Sequential, x: WeightSpaceFeatures) -> WeightSpaceFeatures:
-    """``encoder(x)``, with Fourier features followed by a sinusoidal IO encoding built as one
-    tensor per weight and bias (the same values; one write of the widest features, not two)."""
+    """``encoder(x)``, module by module, the same values with two fusions:
+
+    - Fourier features followed by a sinusoidal IO encoding are built as one tensor per weight
+      and bias (one write of the widest features, not two);
+    - a :class:`~weightspace.nn.ChannelDropout` after an NP or HNP layer (an ``nn.Identity``
+      between them, where the ReLU is fused) is folded into that layer's products
+      (``out_scale``): the same masks, drawn from the same random stream, without a pass over
+      the features in each direction.
+    """
     modules = list(encoder)
     if (
         len(modules) >= 2
@@ -170,7 +177,18 @@ def _encode(encoder: nn.Sequential, x: WeightSpaceFeatures) -> WeightSpaceFeatur
     ):
         x = modules[0](x, io=modules[1])
         modules = modules[2:]
-    for module in modules:
+    i = 0
+    while i < len(modules):
+        module, i = modules[i], i + 1
+        if isinstance(module, _EquivariantLinear) and module.folds_channel_scale:
+            j = i
+            while j < len(modules) and isinstance(modules[j], nn.Identity):
+                j += 1
+            if j < len(modules) and isinstance(modules[j], ChannelDropout):
+                dropout, i = modules[j], j + 1
+                scale = dropout.draw_scale(x.batch_size, module.out_channels, x.device, x.dtype)
+                x = module(x, out_scale=scale)
+                continue
         x = module(x)
     return x
 
@@ -347,7 +365,7 @@ class EquivariantNFN(nn.Module):
 
     def forward(self, x: WeightSpaceFeatures) -> WeightSpaceFeatures:
         check_features(x, self.spec, self.in_channels, type(self).__name__)
-        return self.layers(x)
+        return _encode(self.layers, x)
 
     def extra_repr(self) -> str:
         return (

@@ -187,16 +187,44 @@ def _cat(parts: list[Tensor]) -> Tensor:
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
 
+def _channel_scales(plan: TermPlan, scale: Tensor | None) -> list[Tensor] | None:
+    """Per tensor, ``scale`` ``(B, C)`` spread over its canonical channels ``(B, C * u_t)``
+    (channel-major: every channel covers its u_t fixed positions)."""
+    if scale is None:
+        return None
+    return [
+        scale if lay.fixed == 1 else scale.repeat_interleave(lay.fixed, 1) for lay in plan.tensors
+    ]
+
+
+def _by_channel(value: Tensor, scale: Tensor) -> Tensor:
+    """``value`` ``(B, D, *axes)`` times ``scale`` ``(B, D)``, broadcast over the axes (small
+    tensors only: the terms of the averages, never a full-size one)."""
+    return value * scale.view(*scale.shape, *([1] * (value.ndim - 2)))
+
+
 class NFLinearFunction(torch.autograd.Function):
     """``outputs = layer(inputs)`` on canonical tensors, optionally followed by a ReLU; see the
-    module docstring."""
+    module docstring.
+
+    ``out_scale`` (``(B, C_out)``, non-negative, or None) multiplies every output channel of every
+    network before the ReLU (which commutes with it): a channel dropout after the layer, folded
+    into its products. It scales the small averaged terms and, per network, the rows of the
+    pair products' weights, so it costs no pass over the full-size outputs in either direction.
+    """
 
     @staticmethod
     def forward(
-        ctx: Any, plan: TermPlan, n_inputs: int, relu: bool, *args: Tensor
+        ctx: Any,
+        plan: TermPlan,
+        n_inputs: int,
+        relu: bool,
+        out_scale: Tensor | None,
+        *args: Tensor,
     ) -> tuple[Tensor, ...]:
         xs, weights, bias = args[:n_inputs], args[n_inputs:-1], args[-1]
         B = xs[0].shape[0]
+        scales = _channel_scales(plan, out_scale)
         sums = [_sums(lay, x) for lay, x in zip(plan.tensors, xs)]
         results: dict[tuple[IndexSet, int], Tensor] = {}
         products: dict[int, tuple[Tensor, Tensor]] = {}  # pair terms, computed last
@@ -225,15 +253,18 @@ class NFLinearFunction(torch.autograd.Function):
         outputs = []
         for t, terms_of in enumerate(plan.terms_of):
             terms = [results[(s, t)].reshape(B, -1, *view) for s, view in terms_of]
+            if scales is not None:
+                terms = [_by_channel(term, scales[t]) for term in terms]
             if t in products:
                 w, q = products[t]
                 shape = (B, w.shape[0], *plan.tensors[t].permuted_shape)
                 out = _broadcast_sum(terms, shape)
-                out.view(B, w.shape[0], -1).baddbmm_(w.expand(B, -1, -1), q)
+                wb = w.expand(B, -1, -1) if scales is None else w * scales[t][:, :, None]
+                out.view(B, w.shape[0], -1).baddbmm_(wb, q)
             else:
                 out = _accumulate(terms)
             outputs.append(out.relu_() if relu else out)
-        ctx.plan, ctx.n_inputs, ctx.relu = plan, n_inputs, relu
+        ctx.plan, ctx.n_inputs, ctx.relu, ctx.scales = plan, n_inputs, relu, scales
         ctx.save_for_backward(*xs, *scaled, *saved, *(outputs if relu else ()))
         return tuple(outputs)
 
@@ -245,7 +276,8 @@ class NFLinearFunction(torch.autograd.Function):
         stored = ctx.saved_tensors
         xs, weights, saved = stored[:n], stored[n : n + k], stored[n + k : n + 2 * k]
         B = xs[0].shape[0]
-        need_x = ctx.needs_input_grad[3 : 3 + n]
+        need_x = ctx.needs_input_grad[4 : 4 + n]
+        scales: list[Tensor] | None = ctx.scales
         # Gradient of every term: the output gradient summed over the axes the term is constant on.
         term_grads: dict[tuple[IndexSet, int], Tensor] = {}
         for t, (lay, g) in enumerate(zip(plan.tensors, grads)):
@@ -258,6 +290,8 @@ class NFLinearFunction(torch.autograd.Function):
                 # reduction and matrix product that reads it (bmm copies per batch).
                 g = g.contiguous()
             for s, value in _sums(lay, g).items():
+                if scales is not None and plan.pair_of.get(t) != s:
+                    value = _by_channel(value, scales[t])  # the pair term scales its weight
                 term_grads[(s, t)] = value
         grad_weights: list[Tensor | None] = []
         grad_bias: Tensor | None = None
@@ -277,7 +311,10 @@ class NFLinearFunction(torch.autograd.Function):
                 gq = _unrows(G @ w, B) if want_x else None
             else:
                 G = term_grads[(s, ts[0])]
-                grad_weights.append(torch.bmm(G, q.transpose(1, 2)).sum(0))
+                per_network = torch.bmm(G, q.transpose(1, 2))
+                if scales is not None:
+                    per_network.mul_(scales[ts[0]][:, :, None])
+                grad_weights.append(per_network.sum(0))
                 products[ts[0]] = (w, G)
                 continue
             scale = plan.scale(s, w)
@@ -293,11 +330,15 @@ class NFLinearFunction(torch.autograd.Function):
             if t in products:
                 w, G = products[t]
                 grad = _broadcast_sum(terms, (B, w.shape[1], *lay.permuted_shape))
-                grad.view(B, w.shape[1], -1).baddbmm_(w.t().expand(B, -1, -1), G)
+                if scales is None:
+                    wt = w.t().expand(B, -1, -1)
+                else:
+                    wt = (w * scales[t][:, :, None]).transpose(1, 2)
+                grad.view(B, w.shape[1], -1).baddbmm_(wt, G)
                 grad_xs.append(grad)
             else:
                 grad_xs.append(_accumulate(terms))
-        return (None, None, None, *grad_xs, *grad_weights, grad_bias)
+        return (None, None, None, None, *grad_xs, *grad_weights, grad_bias)
 
 
 def _accumulate(terms: list[Tensor]) -> Tensor:

@@ -69,11 +69,24 @@ class ChannelDropout(nn.Module):
             raise ValueError(f"ChannelDropout: p must be in [0, 1), got {p}")
         self.p = p
 
-    def forward(self, x: WeightSpaceFeatures) -> WeightSpaceFeatures:
+    def draw_scale(
+        self, batch: int, channels: int, device: torch.device | str, dtype: torch.dtype
+    ) -> Tensor | None:
+        """This step's factors ``(batch, channels)``: 0 for a dropped channel, ``1 / (1 - p)``
+        for a kept one; None in eval mode or when p = 0 (nothing to do).
+
+        :meth:`forward` multiplies by them; a model can instead hand them to the NF-Layer before
+        this module (``out_scale``), which applies them inside its products.
+        """
         if not self.training or self.p == 0.0:
+            return None
+        keep = torch.rand(batch, channels, device=device) >= self.p
+        return keep.to(dtype) / (1.0 - self.p)
+
+    def forward(self, x: WeightSpaceFeatures) -> WeightSpaceFeatures:
+        scale = self.draw_scale(x.batch_size, x.channels, x.device, x.dtype)
+        if scale is None:
             return x
-        keep = torch.rand(x.batch_size, x.channels, device=x.device) >= self.p
-        scale = keep.to(x.dtype) / (1.0 - self.p)
         return x.map(lambda t: t * scale.reshape(*scale.shape, *([1] * (t.ndim - 2))))
 
     def extra_repr(self) -> str:

@@ -96,13 +96,43 @@ class _EquivariantLinear(nn.Module):
                 block.uniform_(-bound, bound)
         self.bias.zero_()
 
-    def forward(self, x: WeightSpaceFeatures) -> WeightSpaceFeatures:
-        check_features(x, self.spec, self.in_channels, type(self).__name__)
+    @property
+    def folds_channel_scale(self) -> bool:
+        """Whether ``forward(x, out_scale=…)`` is available: no activation, or the fused ReLU
+        (both commute with non-negative per-channel factors)."""
+        return self._act is None
+
+    def forward(
+        self, x: WeightSpaceFeatures, out_scale: Tensor | None = None
+    ) -> WeightSpaceFeatures:
+        """The layer (and its activation) on ``x``.
+
+        ``out_scale`` ``(B, C_out)``: non-negative factors per network and output channel,
+        applied to the outputs inside the layer's products, the same values as multiplying the
+        outputs afterwards. This is how a :class:`~weightspace.nn.ChannelDropout` after the layer
+        is folded in (:meth:`ChannelDropout.draw_scale` draws them); it saves a pass over the
+        outputs in each direction. Only without an activation or with the fused ReLU.
+        """
+        name = type(self).__name__
+        check_features(x, self.spec, self.in_channels, name)
+        if out_scale is not None:
+            if not self.folds_channel_scale:
+                raise ValueError(
+                    f"{name}: out_scale needs activation None or 'relu' (they commute with "
+                    f"non-negative channel factors), not {self.activation!r}"
+                )
+            expected = (x.batch_size, self.out_channels)
+            if tuple(out_scale.shape) != expected:
+                raise ValueError(
+                    f"{name}: out_scale must be (batch, out_channels) = {expected}, "
+                    f"got {tuple(out_scale.shape)}"
+                )
+            out_scale = out_scale.to(x.dtype)
         tensors = self.layout.tensors
         xs = [lay.to_canonical(value) for lay, value in zip(tensors, x.tensors)]
         weights = [self.weights[_key(s)] for s in self.plan.sets]
         outputs = NFLinearFunction.apply(
-            self.plan, len(xs), self._fused_relu, *xs, *weights, self.bias
+            self.plan, len(xs), self._fused_relu, out_scale, *xs, *weights, self.bias
         )
         if self._act is not None:
             outputs = [self._act(y) for y in outputs]
