@@ -17,7 +17,12 @@ is scored on the test SIRENs (eval mode, no grad). We report final and best test
 the median training time per epoch.
 
     python benchmarks/inr_classify_ref.py --inrs DIR [--epochs 5] [--channels 64] [--lr 1e-3]
-        [--batch-size 32] [--seed 0] [--threads 1] [--device cpu] [--json out.json]
+        [--batch-size 32] [--seed 0] [--threads 1] [--device cpu] [--no-retain-memory]
+        [--json out.json]
+
+On the CPU it first calls ``retain_freed_memory`` (glibc keeps freed blocks for reuse instead
+of handing them back; process-wide, so both sides get it), as ``weightspace train`` and
+``benchmarks/layers.py`` do; ``--no-retain-memory`` leaves glibc's default.
 
 ``DIR`` is a folder written by ``weightspace inr fit`` (its train and test splits are used).
 """
@@ -40,6 +45,7 @@ from weightspace import NetworkSpec, WeightSpaceFeatures
 from weightspace.data.inr import InrDataset, load_inrs
 from weightspace.io import write_json
 from weightspace.models import InvariantNFN
+from weightspace.train.batched import retain_freed_memory
 
 try:
     import nfn
@@ -310,17 +316,24 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument(
+        "--no-retain-memory", action="store_true", help="leave glibc's malloc at its default"
+    )
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
     if args.epochs < 1 or args.channels < 1 or args.batch_size < 1 or args.threads < 1:
         parser.error("--epochs, --channels, --batch-size and --threads must be positive")
     torch.set_num_threads(args.threads)
+    retained = False
+    if not args.no_retain_memory and torch.device(args.device).type == "cpu":
+        retained = retain_freed_memory()
     command = "python benchmarks/inr_classify_ref.py " + shlex.join(
         sys.argv[1:] if argv is None else list(argv)
     )
     machine = machine_info(args.device, nfn=getattr(nfn, "__version__", "0.1.2"))
+    machine["retain_freed_memory"] = retained
     print(f"$ {command}")
-    print(f"# {machine_line(machine)}", flush=True)
+    print(f"# {machine_line(machine)}; retain_freed_memory: {retained}", flush=True)
     data = load_inrs(args.inrs)
     train, test = data.part("train"), data.part("test")
     if not len(train) or not len(test):
