@@ -304,3 +304,72 @@ def test_out_scale_is_checked():
     assert not tanh.folds_channel_scale and layer.folds_channel_scale
     with pytest.raises(ValueError, match="HNPLinear: out_scale needs activation None or 'relu'"):
         tanh(x, out_scale=torch.ones(2, 3, dtype=torch.float64))
+
+
+def _constant(spec: NetworkSpec, channels: int, zero: tuple[int, ...], seed: int):
+    """Batch-1 random features with the tensors numbered in ``zero`` all zero."""
+    c = random_features(spec, 1, channels, generator=torch.Generator().manual_seed(seed))
+    return WeightSpaceFeatures.from_tensors(
+        [t * 0 if k in zero else t for k, t in enumerate(c.tensors)]
+    )
+
+
+@pytest.mark.parametrize("activation", ["relu", None])
+@pytest.mark.parametrize("mode", ["np", "hnp"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        NetworkSpec((3, 4, 5, 2)),
+        NetworkSpec((2, 3, 4, 2), ((3, 3), (2, 2), ())),
+        NetworkSpec((3, 2)),
+    ],
+    ids=str,
+)
+def test_constant_channels_equal_concatenating_them_to_every_network(spec, mode, activation):
+    """``constant=`` (channels shared by every network, computed once) gives the outputs and
+    every gradient of concatenating them to each network's channels; with ``out_scale`` too."""
+    layer = _randomise(LAYERS[mode](spec, 5, 3, activation=activation), seed=4).double()
+    x = random_features(spec, 4, 2, generator=torch.Generator().manual_seed(2))
+    zero = (1,) if len(spec.tensors) > 2 else ()
+    const = _constant(spec, 3, zero, seed=5)
+    joined = WeightSpaceFeatures.from_tensors(
+        [torch.cat([a, c.expand(4, *c.shape[1:])], 1) for a, c in zip(x.tensors, const.tensors)]
+    )
+    for scale in (None, _scale(4, 3, seed=2)):
+        got = _outputs_and_grads_with(layer, x, scale, const)
+        want = _outputs_and_grads_with(layer, joined, scale, None)
+        # x's gradient is the first channels of the joined input's.
+        n = len(spec.tensors)
+        want[n : 2 * n] = [g[:, :2] for g in want[n : 2 * n]]
+        for a, b in zip(got, want, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    # Control: other constants (one tensor changed) change the outputs.
+    moved = WeightSpaceFeatures.from_tensors(
+        [t + 1 if k == 0 else t for k, t in enumerate(const.tensors)]
+    )
+    other = _outputs_and_grads_with(layer, x, None, moved)
+    assert not all(torch.allclose(a, b) for a, b in zip(other[:n], got[:n]))
+
+
+def _outputs_and_grads_with(layer, x, scale, constant):
+    layer.zero_grad()
+    xs = [t.detach().clone().requires_grad_() for t in x.tensors]
+    out = layer(WeightSpaceFeatures.from_tensors(xs), out_scale=scale, constant=constant)
+    gen = torch.Generator().manual_seed(9)
+    probes = [torch.randn(t.shape, generator=gen, dtype=t.dtype) for t in out.tensors]
+    sum((p * t.sin()).sum() for p, t in zip(probes, out.tensors)).backward()
+    return [*out.tensors, *(t.grad for t in xs), *(p.grad.clone() for p in layer.parameters())]
+
+
+def test_constant_channels_are_checked():
+    spec = NetworkSpec((3, 4, 2))
+    layer = NPLinear(spec, 4, 3).double()
+    x = random_features(spec, 2, 2)
+    with pytest.raises(
+        ValueError, match="NPLinear: constant must be WeightSpaceFeatures of batch size 1"
+    ):
+        layer(x, constant=random_features(spec, 2, 2))
+    with pytest.raises(ValueError, match="constant has 4 channels, but the layer takes 4 in all"):
+        layer(x, constant=random_features(spec, 1, 4))
+    with pytest.raises(ValueError, match="NPLinear"):
+        layer(x, constant=random_features(spec, 1, 1))  # 2 + 1 channels, the layer takes 4

@@ -164,31 +164,41 @@ def _encode(encoder: nn.Sequential, x: WeightSpaceFeatures) -> WeightSpaceFeatur
 
     - Fourier features followed by a sinusoidal IO encoding are built as one tensor per weight
       and bias (one write of the widest features, not two);
+    - a sinusoidal IO encoding (after Fourier features or first) that feeds an NF-Layer is
+      handed to that layer as ``constant`` channels: they are the same for every network, so
+      their share of the layer is computed once per batch;
     - a :class:`~weightspace.nn.ChannelDropout` after an NP or HNP layer (an ``nn.Identity``
       between them, where the ReLU is fused) is folded into that layer's products
       (``out_scale``): the same masks, drawn from the same random stream, without a pass over
       the features in each direction.
     """
     modules = list(encoder)
-    if (
-        len(modules) >= 2
-        and isinstance(modules[0], GaussianFourierFeatures)
-        and isinstance(modules[1], SinusoidalIOEncoding)
-    ):
-        x = modules[0](x, io=modules[1])
-        modules = modules[2:]
+    constant: WeightSpaceFeatures | None = None
+    start = 1 if modules and isinstance(modules[0], GaussianFourierFeatures) else 0
+    if len(modules) > start and isinstance(modules[start], SinusoidalIOEncoding):
+        io = modules[start]
+        if len(modules) > start + 1 and isinstance(modules[start + 1], _EquivariantLinear):
+            x = modules[0](x) if start else x
+            constant = io.encodings(x.dtype, x.device)
+            modules = modules[start + 1 :]
+        elif start:  # one tensor per weight and bias, the encodings written beside the features
+            x = modules[0](x, io=io)
+            modules = modules[2:]
     i = 0
     while i < len(modules):
         module, i = modules[i], i + 1
-        if isinstance(module, _EquivariantLinear) and module.folds_channel_scale:
-            j = i
-            while j < len(modules) and isinstance(modules[j], nn.Identity):
-                j += 1
-            if j < len(modules) and isinstance(modules[j], ChannelDropout):
-                dropout, i = modules[j], j + 1
-                scale = dropout.draw_scale(x.batch_size, module.out_channels, x.device, x.dtype)
-                x = module(x, out_scale=scale)
-                continue
+        if isinstance(module, _EquivariantLinear):
+            scale = None
+            if module.folds_channel_scale:
+                j = i
+                while j < len(modules) and isinstance(modules[j], nn.Identity):
+                    j += 1
+                if j < len(modules) and isinstance(modules[j], ChannelDropout):
+                    dropout, i = modules[j], j + 1
+                    scale = dropout.draw_scale(x.batch_size, module.out_channels, x.device, x.dtype)
+            x = module(x, out_scale=scale, constant=constant)
+            constant = None
+            continue
         x = module(x)
     return x
 

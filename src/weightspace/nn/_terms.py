@@ -211,6 +211,13 @@ class NFLinearFunction(torch.autograd.Function):
     network before the ReLU (which commutes with it): a channel dropout after the layer, folded
     into its products. It scales the small averaged terms and, per network, the rows of the
     pair products' weights, so it costs no pass over the full-size outputs in either direction.
+
+    ``offset_keys`` name, as ``(index set, tensor)``, the trailing arguments: terms common to
+    every network (batch 1), added to that term of that output before the scale and the ReLU.
+    For an averaged term its shape is the term's, ``(1, D_t, *S-axes)``; for a pair set it is
+    the whole ``(1, D_t, *permuted)``. They carry the contribution of input channels that are
+    the same for every network (an IO encoding), computed once per step instead of per network
+    (:func:`constant_terms`).
     """
 
     @staticmethod
@@ -220,9 +227,13 @@ class NFLinearFunction(torch.autograd.Function):
         n_inputs: int,
         relu: bool,
         out_scale: Tensor | None,
+        offset_keys: tuple[tuple[IndexSet, int], ...],
         *args: Tensor,
     ) -> tuple[Tensor, ...]:
-        xs, weights, bias = args[:n_inputs], args[n_inputs:-1], args[-1]
+        k = len(plan.sets)
+        xs, weights = args[:n_inputs], args[n_inputs : n_inputs + k]
+        bias, offset_values = args[n_inputs + k], args[n_inputs + k + 1 :]
+        offsets = dict(zip(offset_keys, offset_values, strict=True))
         B = xs[0].shape[0]
         scales = _channel_scales(plan, out_scale)
         sums = [_sums(lay, x) for lay, x in zip(plan.tensors, xs)]
@@ -250,6 +261,9 @@ class NFLinearFunction(torch.autograd.Function):
                 continue
             saved.append(q)
             results.update(zip(((s, t) for t in ts), y.split_with_sizes(plan.out_splits[s], 1)))
+        for key, value in offsets.items():
+            if key in results:
+                results[key] = results[key] + value
         outputs = []
         for t, terms_of in enumerate(plan.terms_of):
             terms = [results[(s, t)].reshape(B, -1, *view) for s, view in terms_of]
@@ -261,10 +275,14 @@ class NFLinearFunction(torch.autograd.Function):
                 out = _broadcast_sum(terms, shape)
                 wb = w.expand(B, -1, -1) if scales is None else w * scales[t][:, :, None]
                 out.view(B, w.shape[0], -1).baddbmm_(wb, q)
+                pair = offsets.get((plan.pair_of[t], t))
+                if pair is not None:
+                    out.add_(pair if scales is None else _by_channel(pair, scales[t]))
             else:
                 out = _accumulate(terms)
             outputs.append(out.relu_() if relu else out)
         ctx.plan, ctx.n_inputs, ctx.relu, ctx.scales = plan, n_inputs, relu, scales
+        ctx.offset_keys = offset_keys
         ctx.save_for_backward(*xs, *scaled, *saved, *(outputs if relu else ()))
         return tuple(outputs)
 
@@ -276,7 +294,7 @@ class NFLinearFunction(torch.autograd.Function):
         stored = ctx.saved_tensors
         xs, weights, saved = stored[:n], stored[n : n + k], stored[n + k : n + 2 * k]
         B = xs[0].shape[0]
-        need_x = ctx.needs_input_grad[4 : 4 + n]
+        need_x = ctx.needs_input_grad[5 : 5 + n]
         scales: list[Tensor] | None = ctx.scales
         # Gradient of every term: the output gradient summed over the axes the term is constant on.
         term_grads: dict[tuple[IndexSet, int], Tensor] = {}
@@ -338,7 +356,17 @@ class NFLinearFunction(torch.autograd.Function):
                 grad_xs.append(grad)
             else:
                 grad_xs.append(_accumulate(terms))
-        return (None, None, None, None, *grad_xs, *grad_weights, grad_bias)
+        grad_offsets = []
+        for s, t in ctx.offset_keys:
+            g = term_grads[(s, t)]
+            if plan.pair_of.get(t) == s:  # the full output gradient, not yet scaled
+                if scales is not None:
+                    g = g * scales[t][:, :, None]
+                g = g.sum(0, keepdim=True).view(1, -1, *plan.tensors[t].permuted_shape)
+            else:
+                g = g.sum(0, keepdim=True)
+            grad_offsets.append(g)
+        return (None, None, None, None, None, *grad_xs, *grad_weights, grad_bias, *grad_offsets)
 
 
 def _accumulate(terms: list[Tensor]) -> Tensor:
@@ -366,3 +394,35 @@ def _broadcast_sum(terms: list[Tensor], shape: tuple[int, ...]) -> Tensor:
     # A contiguous result, whatever the terms' strides: baddbmm_ takes its fast batched path
     # only on plain layouts.
     return torch.add(small, terms[-1], out=small.new_empty(shape))
+
+
+def constant_terms(
+    plan: TermPlan, cs: list[Tensor], weights: list[Tensor], nonzero: list[bool]
+) -> dict[tuple[IndexSet, int], Tensor]:
+    """The terms that input channels common to every network add to each output, as the
+    ``offsets`` of :class:`NFLinearFunction` (ordinary differentiable operations; batch 1).
+
+    ``cs`` are those channels of each tensor in canonical layout, ``(1, D_t, *permuted)``;
+    ``weights`` are their columns of each index set's weight, in ``plan``'s order (``plan`` is
+    built for their channel count). A tensor marked zero in ``nonzero`` adds no pair term, and
+    an index set whose tensors are all zero adds nothing.
+    """
+    sums = [_sums(lay, c) for lay, c in zip(plan.tensors, cs)]
+    out: dict[tuple[IndexSet, int], Tensor] = {}
+    for s, w in zip(plan.sets, weights):
+        ts = plan.members[s]
+        if not any(nonzero[t] for t in ts):
+            continue
+        scale = plan.scale(s, w)
+        if scale is not None:
+            w = w * scale
+        if len(s) == 2:
+            t = ts[0]
+            out[(s, t)] = (w @ sums[t][s]).view(1, -1, *plan.tensors[t].permuted_shape)
+            continue
+        if not s:
+            y = _cat([sums[t][s] for t in ts]) @ w.t()
+        else:
+            y = _unrows(_rows([sums[t][s] for t in ts]) @ w.t(), 1)
+        out.update(zip(((s, t) for t in ts), y.split_with_sizes(plan.out_splits[s], 1)))
+    return out

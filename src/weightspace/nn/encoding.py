@@ -191,6 +191,29 @@ class SinusoidalIOEncoding(nn.Module):
         biases = [extra(b, False, i == L - 1) for i, b in enumerate(x.biases)]
         return WeightSpaceFeatures(weights, biases)
 
+    def encodings(
+        self, dtype: torch.dtype | None = None, device: torch.device | str | None = None
+    ) -> WeightSpaceFeatures:
+        """The ``2 E`` encoding channels alone, for one network (batch 1): what :meth:`forward`
+        puts after the input channels of every network, zero where the encodings are off.
+
+        An NF-Layer can take them as ``constant`` channels and compute their contribution once
+        instead of once per network (:class:`~weightspace.models.InvariantNFN` does).
+        """
+        dtype = dtype if dtype is not None else self.input_encoding.dtype
+        device = device if device is not None else self.input_encoding.device
+        L = self.spec.num_layers
+
+        def one(shape: tuple[int, ...], first: bool, last: bool) -> Tensor:
+            out = torch.empty(1, 2 * self.encoding_size, *shape, dtype=dtype, device=device)
+            self._fill(out, first, last)
+            return out
+
+        return WeightSpaceFeatures(
+            [one(s, i == 0, i == L - 1) for i, s in enumerate(self.spec.weight_shapes)],
+            [one(s, False, i == L - 1) for i, s in enumerate(self.spec.bias_shapes)],
+        )
+
     def _fill(self, tail: Tensor, first: bool, last: bool) -> None:
         """Write the ``2 E`` encoding channels of one tensor into ``tail`` ``(B, 2 E, *shape)``.
 

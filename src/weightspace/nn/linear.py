@@ -27,7 +27,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from weightspace.nn._terms import IndexSet, NFLinearFunction, TermPlan
+from weightspace.nn._terms import IndexSet, NFLinearFunction, TermPlan, constant_terms
 from weightspace.nn.activation import get_activation
 from weightspace.space.features import WeightSpaceFeatures, check_features
 from weightspace.space.layout import SpaceLayout
@@ -75,6 +75,9 @@ class _EquivariantLinear(nn.Module):
         self.activation = activation
         self._fused_relu = activation == "relu"
         self._act = None if activation is None or self._fused_relu else get_activation(activation)
+        self._splits: dict[
+            int, tuple[TermPlan, TermPlan, dict[IndexSet, tuple[Tensor, Tensor]]]
+        ] = {}
         self.reset_parameters()
 
     @property
@@ -103,7 +106,10 @@ class _EquivariantLinear(nn.Module):
         return self._act is None
 
     def forward(
-        self, x: WeightSpaceFeatures, out_scale: Tensor | None = None
+        self,
+        x: WeightSpaceFeatures,
+        out_scale: Tensor | None = None,
+        constant: WeightSpaceFeatures | None = None,
     ) -> WeightSpaceFeatures:
         """The layer (and its activation) on ``x``.
 
@@ -112,9 +118,28 @@ class _EquivariantLinear(nn.Module):
         outputs afterwards. This is how a :class:`~weightspace.nn.ChannelDropout` after the layer
         is folded in (:meth:`ChannelDropout.draw_scale` draws them); it saves a pass over the
         outputs in each direction. Only without an activation or with the fused ReLU.
+
+        ``constant``: input channels that are the same for every network (batch 1, e.g. an IO
+        encoding's), after ``x``'s: the layer then sees ``x.channels + constant.channels =
+        in_channels`` channels, the same values as concatenating them to every network. Their
+        contribution is computed once per call, not once per network, and none is computed for
+        a tensor whose constant channels are all zero.
         """
         name = type(self).__name__
+        if constant is not None:
+            return self._forward_with_constant(x, out_scale, constant)
         check_features(x, self.spec, self.in_channels, name)
+        out_scale = self._check_scale(x, out_scale)
+        tensors = self.layout.tensors
+        xs = [lay.to_canonical(value) for lay, value in zip(tensors, x.tensors)]
+        weights = [self.weights[_key(s)] for s in self.plan.sets]
+        outputs = NFLinearFunction.apply(
+            self.plan, len(xs), self._fused_relu, out_scale, (), *xs, *weights, self.bias
+        )
+        return self._finish(outputs)
+
+    def _check_scale(self, x: WeightSpaceFeatures, out_scale: Tensor | None) -> Tensor | None:
+        name = type(self).__name__
         if out_scale is not None:
             if not self.folds_channel_scale:
                 raise ValueError(
@@ -128,12 +153,74 @@ class _EquivariantLinear(nn.Module):
                     f"got {tuple(out_scale.shape)}"
                 )
             out_scale = out_scale.to(x.dtype)
+        return out_scale
+
+    def _split(
+        self, channels: int
+    ) -> tuple[TermPlan, TermPlan, dict[IndexSet, tuple[Tensor, Tensor]]]:
+        """For ``channels`` varying channels first and the rest constant: the plans of both
+        parts, and per index set the weight columns of each (channel-major blocks, one per
+        tensor of the set)."""
+        if channels not in self._splits:
+            plan = self.plan
+            varying = TermPlan.build(plan.tensors, channels, self.out_channels)
+            fixed = TermPlan.build(plan.tensors, self.in_channels - channels, self.out_channels)
+            columns = {}
+            for s in plan.sets:
+                x_cols, c_cols, start = [], [], 0
+                for t in plan.members[s]:
+                    u = plan.tensors[t].fixed
+                    x_cols.append(torch.arange(start, start + channels * u))
+                    c_cols.append(torch.arange(start + channels * u, start + self.in_channels * u))
+                    start += self.in_channels * u
+                columns[s] = (torch.cat(x_cols), torch.cat(c_cols))
+            self._splits[channels] = (varying, fixed, columns)
+        return self._splits[channels]
+
+    def _forward_with_constant(
+        self, x: WeightSpaceFeatures, out_scale: Tensor | None, constant: WeightSpaceFeatures
+    ) -> WeightSpaceFeatures:
+        name = type(self).__name__
+        if not isinstance(constant, WeightSpaceFeatures) or constant.batch_size != 1:
+            raise ValueError(
+                f"{name}: constant must be WeightSpaceFeatures of batch size 1 (the channels "
+                f"every network shares), got {type(constant).__name__}"
+                + (
+                    f" of batch {constant.batch_size}"
+                    if isinstance(constant, WeightSpaceFeatures)
+                    else ""
+                )
+            )
+        channels = self.in_channels - constant.channels
+        if channels < 1:
+            raise ValueError(
+                f"{name}: constant has {constant.channels} channels, but the layer takes "
+                f"{self.in_channels} in all; x needs at least one"
+            )
+        check_features(
+            x, self.spec, channels, f"{name} (x beside {constant.channels} constant channels)"
+        )
+        check_features(constant, self.spec, constant.channels, f"{name} (constant)")
+        out_scale = self._check_scale(x, out_scale)
+        varying, fixed, columns = self._split(channels)
         tensors = self.layout.tensors
         xs = [lay.to_canonical(value) for lay, value in zip(tensors, x.tensors)]
+        cs = [lay.to_canonical(value.to(x.dtype)) for lay, value in zip(tensors, constant.tensors)]
         weights = [self.weights[_key(s)] for s in self.plan.sets]
+        w_x, w_c = [], []
+        for s, w in zip(self.plan.sets, weights):
+            x_cols, c_cols = columns[s]
+            w_x.append(w.index_select(1, x_cols.to(w.device)))
+            w_c.append(w.index_select(1, c_cols.to(w.device)))
+        offsets = constant_terms(fixed, cs, w_c, [bool(c.any()) for c in cs])
         outputs = NFLinearFunction.apply(
-            self.plan, len(xs), self._fused_relu, out_scale, *xs, *weights, self.bias
-        )
+            varying, len(xs), self._fused_relu, out_scale, tuple(offsets),
+            *xs, *w_x, self.bias, *offsets.values(),
+        )  # fmt: skip
+        return self._finish(outputs)
+
+    def _finish(self, outputs: tuple[Tensor, ...]) -> WeightSpaceFeatures:
+        tensors = self.layout.tensors
         if self._act is not None:
             outputs = [self._act(y) for y in outputs]
         return WeightSpaceFeatures.from_tensors(
