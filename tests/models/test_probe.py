@@ -78,3 +78,39 @@ def test_probe_model_on_a_cnn_needs_its_input_shape():
     from weightspace.testing import random_features
 
     assert model(random_features(ZOO_SPEC, 3, dtype=torch.float32)).shape == (3, 1)
+
+
+def test_hybrid_nfn_branch_matches_its_module_chain_in_training(monkeypatch):
+    """The NFN branch runs through the models' fast path (IO encoding as constant channels,
+    channel dropout folded): outputs and gradients equal the plain chain of its modules."""
+    from weightspace.nn import ChannelDropout, SinusoidalIOEncoding
+
+    torch.manual_seed(0)
+    x = WeightSpaceFeatures.from_tensors([t.unsqueeze(1).double() for t in init_sirens(6)])
+    hybrid = HybridModel(
+        SIREN_SPEC, "np", (4, 4), (8,), 3, num_probes=5, activation=siren_activation,
+        fourier_features=3, channel_dropout=0.5,
+    ).double().train()  # fmt: skip
+    branch = hybrid.nfn.net
+    assert list(branch.state_dict()) == list(torch.nn.Sequential(*branch).state_dict())
+
+    def run(fast: bool, seed: int):
+        hybrid.zero_grad()
+        torch.manual_seed(seed)
+        if fast:
+            with monkeypatch.context() as m:  # the fast path calls neither module itself
+                m.setattr(ChannelDropout, "forward", None)
+                m.setattr(SinusoidalIOEncoding, "forward", None)
+                out = branch(x)
+        else:
+            y = x
+            for module in branch[0]:
+                y = module(y)
+            out = branch[1](y)
+        (out.sin() * torch.arange(out.shape[1], dtype=out.dtype)).sum().backward()
+        return [out.detach(), *(p.grad.clone() for p in branch.parameters())]
+
+    fast, plain = run(True, 1), run(False, 1)
+    for a, b in zip(fast, plain, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    assert not torch.allclose(run(True, 2)[0], plain[0])  # control: other dropout masks

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from weightspace.models.nfn import InvariantNFN, MLPHead, _num_params
+from weightspace.models.nfn import InvariantNFN, MLPHead, _encode, _num_params
 from weightspace.models.standardize import Standardized
 from weightspace.nn.probe import ProbeFeatures
 from weightspace.space.features import WeightSpaceFeatures
@@ -27,6 +27,18 @@ from weightspace.space.spec import NetworkSpec
 __all__ = ["HybridModel", "ProbeModel"]
 
 ActivationLike = str | Callable[[Tensor], Tensor]
+
+
+class _EncodeThenPool(nn.Sequential):
+    """``pool(encoder(x))`` through :func:`~weightspace.models.nfn._encode` (the IO encoding as
+    constant channels, channel dropout folded into the layers): the same values as the plain
+    chain. A ``Sequential`` of the two, so state-dict keys are those of earlier checkpoints."""
+
+    def __init__(self, encoder: nn.Sequential, pool: nn.Module) -> None:
+        super().__init__(encoder, pool)
+
+    def forward(self, x: WeightSpaceFeatures) -> Tensor:
+        return self[1](_encode(self[0], x))
 
 
 class ProbeModel(nn.Module):
@@ -123,7 +135,7 @@ class HybridModel(nn.Module):
             channel_dropout=channel_dropout,
             pool=pool,
         )
-        self.nfn = Standardized(nn.Sequential(nfn.encoder, nfn.pool), spec)
+        self.nfn = Standardized(_EncodeThenPool(nfn.encoder, nfn.pool), spec)
         width = self.probe.output_size + nfn.pool.output_size(hidden_channels[-1])
         self.head = MLPHead(width, tuple(head_hidden), out_features, dropout)
 
