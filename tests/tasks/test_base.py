@@ -44,6 +44,18 @@ def test_train_commands_take_warmup_steps(command, data, capsys):
     assert "expected an integer >= 0" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("command", "data"), [("generalization", "--zoo"), ("inr-classify", "--inrs")]
+)
+def test_train_commands_take_lr_decay(command, data, capsys):
+    base = ["train", command, data, "d", "--model", "hnp", "--out", "o"]
+    assert build_parser().parse_args(base).lr_decay == "none"
+    assert build_parser().parse_args([*base, "--lr-decay", "cosine"]).lr_decay == "cosine"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*base, "--lr-decay", "linear"])
+    assert "invalid choice: 'linear'" in capsys.readouterr().err
+
+
 def test_invariant_model_channel_dropout_is_for_nfns_only():
     for name in ("hnp", "np"):
         model = invariant_model(name, SPEC, (4, 4), (8,), 2, channel_dropout=0.25)

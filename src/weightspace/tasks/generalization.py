@@ -232,7 +232,8 @@ class Generalization(Task):
     config_class = GeneralizationConfig
     data_field, noun, unit = "zoo", "zoo", "networks"
     data_help = "zoo folder (generated, imported, or the Small CNN Zoo)"
-    cli_fields = ("seed", "epochs", "batch_size", "lr", "patience", "warmup_steps", "train_limit")
+    cli_fields = ("seed", "epochs", "batch_size", "lr", "patience", "warmup_steps", "lr_decay")
+    cli_fields += ("train_limit",)
     cli_fields += ("augment",)
     cli_fields += ("probes", "probe_generator", "pool", "checkpoints", "zoo_kind", "device")
     metric, higher_is_better, min_split = "kendall_tau", True, 2

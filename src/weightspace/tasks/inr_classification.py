@@ -268,7 +268,8 @@ class InrClassification(ClassificationTask):
     config_class = InrClassifyConfig
     data_field, noun, unit = "inrs", "INRs", "INRs"
     data_help = "INR folder (`weightspace inr fit` or SIRENs)"
-    cli_fields = ("seed", "epochs", "batch_size", "lr", "patience", "warmup_steps", "train_limit")
+    cli_fields = ("seed", "epochs", "batch_size", "lr", "patience", "warmup_steps", "lr_decay")
+    cli_fields += ("train_limit",)
     cli_fields += (
         "hidden_channels",
         "head_hidden",
