@@ -230,17 +230,29 @@ def test_row_sums_agree_whichever_way_they_are_taken(mode, monkeypatch):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
 
+def _fold_cases(test):
+    """Dense and CNN specs, one with a single layer; NP and HNP; the fused ReLU or none."""
+    test = pytest.mark.parametrize("activation", ["relu", None])(test)
+    test = pytest.mark.parametrize("mode", ["np", "hnp"])(test)
+    specs = [
+        NetworkSpec((3, 4, 5, 2)),
+        NetworkSpec((2, 3, 4, 2), ((3, 3), (2, 2), ())),
+        NetworkSpec((3, 2)),
+    ]
+    return pytest.mark.parametrize("spec", specs, ids=str)(test)
+
+
 def _scale(batch: int, channels: int, seed: int) -> torch.Tensor:
     """Dropout-like factors: zeros and 1 / (1 - p), float64."""
     gen = torch.Generator().manual_seed(seed)
     return (torch.rand(batch, channels, generator=gen, dtype=torch.float64) >= 0.4) / 0.6
 
 
-def _outputs_and_grads(layer, x, scale=None, after=None):
+def _outputs_and_grads(layer, x, scale=None, after=None, constant=None):
     """Outputs and gradients (inputs, parameters) of a fixed random loss."""
     layer.zero_grad()
     xs = [t.detach().clone().requires_grad_() for t in x.tensors]
-    out = layer(WeightSpaceFeatures.from_tensors(xs), out_scale=scale)
+    out = layer(WeightSpaceFeatures.from_tensors(xs), out_scale=scale, constant=constant)
     if after is not None:
         out = out.map(lambda t: t * after.reshape(*after.shape, *([1] * (t.ndim - 2))))
     gen = torch.Generator().manual_seed(7)
@@ -249,17 +261,7 @@ def _outputs_and_grads(layer, x, scale=None, after=None):
     return [*out.tensors, *(t.grad for t in xs), *(p.grad.clone() for p in layer.parameters())]
 
 
-@pytest.mark.parametrize("activation", ["relu", None])
-@pytest.mark.parametrize("mode", ["np", "hnp"])
-@pytest.mark.parametrize(
-    "spec",
-    [
-        NetworkSpec((3, 4, 5, 2)),
-        NetworkSpec((2, 3, 4, 2), ((3, 3), (2, 2), ())),
-        NetworkSpec((3, 2)),
-    ],
-    ids=str,
-)
+@_fold_cases
 def test_out_scale_equals_scaling_the_outputs_afterwards(spec, mode, activation):
     """``out_scale`` (a channel dropout folded into the layer's products) gives the outputs and
     every gradient of multiplying the outputs by the same factors afterwards."""
@@ -314,17 +316,7 @@ def _constant(spec: NetworkSpec, channels: int, zero: tuple[int, ...], seed: int
     )
 
 
-@pytest.mark.parametrize("activation", ["relu", None])
-@pytest.mark.parametrize("mode", ["np", "hnp"])
-@pytest.mark.parametrize(
-    "spec",
-    [
-        NetworkSpec((3, 4, 5, 2)),
-        NetworkSpec((2, 3, 4, 2), ((3, 3), (2, 2), ())),
-        NetworkSpec((3, 2)),
-    ],
-    ids=str,
-)
+@_fold_cases
 def test_constant_channels_equal_concatenating_them_to_every_network(spec, mode, activation):
     """``constant=`` (channels shared by every network, computed once) gives the outputs and
     every gradient of concatenating them to each network's channels; with ``out_scale`` too."""
@@ -336,8 +328,8 @@ def test_constant_channels_equal_concatenating_them_to_every_network(spec, mode,
         [torch.cat([a, c.expand(4, *c.shape[1:])], 1) for a, c in zip(x.tensors, const.tensors)]
     )
     for scale in (None, _scale(4, 3, seed=2)):
-        got = _outputs_and_grads_with(layer, x, scale, const)
-        want = _outputs_and_grads_with(layer, joined, scale, None)
+        got = _outputs_and_grads(layer, x, scale, constant=const)
+        want = _outputs_and_grads(layer, joined, scale)
         # x's gradient is the first channels of the joined input's.
         n = len(spec.tensors)
         want[n : 2 * n] = [g[:, :2] for g in want[n : 2 * n]]
@@ -347,18 +339,8 @@ def test_constant_channels_equal_concatenating_them_to_every_network(spec, mode,
     moved = WeightSpaceFeatures.from_tensors(
         [t + 1 if k == 0 else t for k, t in enumerate(const.tensors)]
     )
-    other = _outputs_and_grads_with(layer, x, None, moved)
+    other = _outputs_and_grads(layer, x, constant=moved)
     assert not all(torch.allclose(a, b) for a, b in zip(other[:n], got[:n]))
-
-
-def _outputs_and_grads_with(layer, x, scale, constant):
-    layer.zero_grad()
-    xs = [t.detach().clone().requires_grad_() for t in x.tensors]
-    out = layer(WeightSpaceFeatures.from_tensors(xs), out_scale=scale, constant=constant)
-    gen = torch.Generator().manual_seed(9)
-    probes = [torch.randn(t.shape, generator=gen, dtype=t.dtype) for t in out.tensors]
-    sum((p * t.sin()).sum() for p, t in zip(probes, out.tensors)).backward()
-    return [*out.tensors, *(t.grad for t in xs), *(p.grad.clone() for p in layer.parameters())]
 
 
 def test_constant_channels_are_checked():
