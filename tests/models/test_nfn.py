@@ -301,8 +301,9 @@ def test_mlp_head():
 
 
 def test_invariant_fourier_and_io_front_end_is_fused_with_the_same_outputs():
-    # InvariantNFN builds Fourier features and the sinusoidal IO encoding in one allocation;
-    # running its encoder module by module must give the same logits and gradients.
+    # InvariantNFN hands the sinusoidal IO encoding after its Fourier features to the first
+    # NF-Layer as constant channels; running its encoder module by module must give the same
+    # logits and gradients.
     torch.manual_seed(0)
     spec = NetworkSpec((2, 6, 5, 1))
     model = InvariantNFN(
@@ -320,7 +321,7 @@ def test_invariant_fourier_and_io_front_end_is_fused_with_the_same_outputs():
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
-def _module_by_module(model: torch.nn.Module, encoder: torch.nn.Sequential, x):
+def _module_by_module(encoder: torch.nn.Sequential, x):
     """The encoder's modules applied one after the other: no fused front end, no folded
     dropout (the definition the models' fast path must reproduce)."""
     for module in encoder:
@@ -345,9 +346,9 @@ def test_folded_channel_dropout_gives_the_module_by_module_values(mode):
         net.zero_grad()
         torch.manual_seed(seed)
         if net is model:
-            out = net(x) if fast else net.head(net.pool(_module_by_module(net, net.encoder, x)))
+            out = net(x) if fast else net.head(net.pool(_module_by_module(net.encoder, x)))
         else:
-            y = net(x) if fast else _module_by_module(net, net.layers, x)
+            y = net(x) if fast else _module_by_module(net.layers, x)
             out = torch.cat([t.flatten(1) for t in y.tensors], 1)
         (out.sin() * torch.arange(out.shape[1], dtype=out.dtype)).sum().backward()
         return [out.detach(), *(p.grad.clone() for p in net.parameters())]

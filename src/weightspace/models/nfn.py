@@ -160,13 +160,13 @@ def _nf_layers(
 
 
 def _encode(encoder: nn.Sequential, x: WeightSpaceFeatures) -> WeightSpaceFeatures:
-    """``encoder(x)``, module by module, the same values with two fusions:
+    """``encoder(x)``, module by module, the same values with these fusions:
 
-    - Fourier features followed by a sinusoidal IO encoding are built as one tensor per weight
-      and bias (one write of the widest features, not two);
     - a sinusoidal IO encoding (after Fourier features or first) that feeds an NF-Layer is
       handed to that layer as ``constant`` channels: they are the same for every network, so
       their share of the layer is computed once per batch;
+    - Fourier features followed by a sinusoidal IO encoding that feeds anything else are built
+      as one tensor per weight and bias (one write of the widest features, not two);
     - a :class:`~weightspace.nn.ChannelDropout` after an NP or HNP layer (an ``nn.Identity``
       between them, where the ReLU is fused) is folded into that layer's products
       (``out_scale``): the same masks, drawn from the same random stream, without a pass over

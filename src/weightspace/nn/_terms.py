@@ -198,8 +198,8 @@ def _channel_scales(plan: TermPlan, scale: Tensor | None) -> list[Tensor] | None
 
 
 def _by_channel(value: Tensor, scale: Tensor) -> Tensor:
-    """``value`` ``(B, D, *axes)`` times ``scale`` ``(B, D)``, broadcast over the axes (small
-    tensors only: the terms of the averages, never a full-size one)."""
+    """``value`` ``(B, D, *axes)`` times ``scale`` ``(B, D)``, broadcast over the axes. Inside
+    the layer only the small terms of the averages go through it, never a full-size tensor."""
     return value * scale.view(*scale.shape, *([1] * (value.ndim - 2)))
 
 

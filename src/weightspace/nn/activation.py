@@ -7,6 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from weightspace.nn._terms import _by_channel
 from weightspace.space.features import WeightSpaceFeatures
 
 _ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
@@ -87,7 +88,7 @@ class ChannelDropout(nn.Module):
         scale = self.draw_scale(x.batch_size, x.channels, x.device, x.dtype)
         if scale is None:
             return x
-        return x.map(lambda t: t * scale.reshape(*scale.shape, *([1] * (t.ndim - 2))))
+        return x.map(lambda t: _by_channel(t, scale))
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

@@ -76,7 +76,8 @@ class _EquivariantLinear(nn.Module):
         self._fused_relu = activation == "relu"
         self._act = None if activation is None or self._fused_relu else get_activation(activation)
         self._splits: dict[
-            int, tuple[TermPlan, TermPlan, dict[IndexSet, tuple[Tensor, Tensor]]]
+            tuple[int, torch.device],
+            tuple[TermPlan, TermPlan, dict[IndexSet, tuple[Tensor, Tensor]]],
         ] = {}
         self.reset_parameters()
 
@@ -156,12 +157,13 @@ class _EquivariantLinear(nn.Module):
         return out_scale
 
     def _split(
-        self, channels: int
+        self, channels: int, device: torch.device
     ) -> tuple[TermPlan, TermPlan, dict[IndexSet, tuple[Tensor, Tensor]]]:
         """For ``channels`` varying channels first and the rest constant: the plans of both
         parts, and per index set the weight columns of each (channel-major blocks, one per
-        tensor of the set)."""
-        if channels not in self._splits:
+        tensor of the set), as index tensors on ``device`` (kept: no copy per call)."""
+        key = (channels, device)
+        if key not in self._splits:
             plan = self.plan
             varying = TermPlan.build(plan.tensors, channels, self.out_channels)
             fixed = TermPlan.build(plan.tensors, self.in_channels - channels, self.out_channels)
@@ -173,9 +175,9 @@ class _EquivariantLinear(nn.Module):
                     x_cols.append(torch.arange(start, start + channels * u))
                     c_cols.append(torch.arange(start + channels * u, start + self.in_channels * u))
                     start += self.in_channels * u
-                columns[s] = (torch.cat(x_cols), torch.cat(c_cols))
-            self._splits[channels] = (varying, fixed, columns)
-        return self._splits[channels]
+                columns[s] = (torch.cat(x_cols).to(device), torch.cat(c_cols).to(device))
+            self._splits[key] = (varying, fixed, columns)
+        return self._splits[key]
 
     def _forward_with_constant(
         self, x: WeightSpaceFeatures, out_scale: Tensor | None, constant: WeightSpaceFeatures
@@ -202,7 +204,7 @@ class _EquivariantLinear(nn.Module):
         )
         check_features(constant, self.spec, constant.channels, f"{name} (constant)")
         out_scale = self._check_scale(x, out_scale)
-        varying, fixed, columns = self._split(channels)
+        varying, fixed, columns = self._split(channels, self.bias.device)
         tensors = self.layout.tensors
         xs = [lay.to_canonical(value) for lay, value in zip(tensors, x.tensors)]
         cs = [lay.to_canonical(value.to(x.dtype)) for lay, value in zip(tensors, constant.tensors)]
@@ -210,8 +212,8 @@ class _EquivariantLinear(nn.Module):
         w_x, w_c = [], []
         for s, w in zip(self.plan.sets, weights):
             x_cols, c_cols = columns[s]
-            w_x.append(w.index_select(1, x_cols.to(w.device)))
-            w_c.append(w.index_select(1, c_cols.to(w.device)))
+            w_x.append(w.index_select(1, x_cols))
+            w_c.append(w.index_select(1, c_cols))
         offsets = constant_terms(fixed, cs, w_c, [bool(c.any()) for c in cs])
         outputs = NFLinearFunction.apply(
             varying, len(xs), self._fused_relu, out_scale, tuple(offsets),
