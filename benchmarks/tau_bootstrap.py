@@ -6,7 +6,11 @@ more runs scored on the same test networks. It prints each run's τ with its boo
 error, and for each run after the first its τ minus the first run's. The difference comes with
 its standard error and a 95 % interval, over the same resampled networks for both runs.
 
+A run given as ``RUN_1+RUN_2+...`` is the ensemble of those runs: the mean of their predicted
+accuracies for each test network (e.g. the same model trained with several seeds).
+
     python benchmarks/tau_bootstrap.py RUN_A RUN_B [RUN_C ...] [--samples 2000] [--seed 0]
+    python benchmarks/tau_bootstrap.py statnet-s0+statnet-s1+statnet-s2 hnp-s0+hnp-s1+hnp-s2
 """
 
 from __future__ import annotations
@@ -22,6 +26,23 @@ from scipy.stats import kendalltau
 
 
 def read_predictions(run: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """``(actual, predicted)`` of a run folder, or of the ensemble ``RUN_1+RUN_2+...``: the mean
+    prediction of its members, which must have been scored on the same test networks."""
+    members = str(run).split("+")
+    if len(members) > 1:
+        parts = [_read_one(m) for m in members]
+        actual = parts[0][0]
+        for member, (a, _) in zip(members, parts):
+            if not np.array_equal(a, actual):
+                raise SystemExit(
+                    f"ensemble {str(run)!r}: {member!r} was scored on other test networks than "
+                    f"{members[0]!r}"
+                )
+        return actual, np.mean([p for _, p in parts], axis=0)
+    return _read_one(run)
+
+
+def _read_one(run: str | Path) -> tuple[np.ndarray, np.ndarray]:
     path = Path(run) / "predictions.csv"
     with path.open(newline="") as f:
         rows = list(csv.DictReader(f))

@@ -43,3 +43,19 @@ def test_refuses_runs_on_other_test_networks(tmp_path):
         load_script("tau_bootstrap").main([str(a), str(b)])
     with pytest.raises(SystemExit, match="at least two runs"):
         load_script("tau_bootstrap").main([str(a)])
+
+
+def test_an_ensemble_is_the_mean_prediction_of_its_members(tmp_path):
+    rng = np.random.default_rng(1)
+    actual = rng.random(100)
+    preds = [actual + 0.3 * rng.standard_normal(100) for _ in range(3)]
+    runs = [write_run(tmp_path / f"m{k}", actual, p) for k, p in enumerate(preds)]
+    ensemble = "+".join(str(r) for r in runs)
+    out = load_script("tau_bootstrap").main([str(runs[0]), ensemble, "--samples", "50"])
+    expected = kendalltau(actual, np.mean(preds, axis=0)).statistic
+    assert out["runs"][1]["tau"] == pytest.approx(expected)
+    # Averaging independent errors helps: the ensemble ranks better than its first member.
+    assert out["runs"][1]["diff"] > 0
+    other = write_run(tmp_path / "other", actual[::-1], preds[0][::-1])
+    with pytest.raises(SystemExit, match=r"ensemble .*other' was scored on other test networks"):
+        load_script("tau_bootstrap").main([str(runs[0]), f"{runs[0]}+{other}"])
