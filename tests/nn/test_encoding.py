@@ -311,3 +311,23 @@ def test_fourier_fused_errors():
         ff(random_features(spec, 1, 1, dtype=torch.float32), io=SinusoidalIOEncoding(spec, 7))
     with pytest.raises(ValueError, match="GaussianFourierFeatures"):
         ff(random_features(NetworkSpec((2, 4, 1)), 1, 1), io=SinusoidalIOEncoding(spec, 8))
+
+
+def test_sinusoidal_encodings_are_the_forward_tail_built_once_per_dtype():
+    spec = NetworkSpec((3, 4, 2), ((2, 2), ()))
+    enc = SinusoidalIOEncoding(spec, channels=1, num_bands=2)
+    full = enc(zeros(spec).to(torch.float64))
+    constant = enc.encodings(torch.float64, "cpu")
+    assert constant.batch_size == 1 and constant.channels == 2 * enc.encoding_size
+    for got, want in zip(constant.tensors, full.tensors):
+        assert got.dtype == torch.float64
+        torch.testing.assert_close(got, want[:1, 1:], rtol=0, atol=0)
+    # Built once: the same tensors again, while another dtype gets its own.
+    assert enc.encodings(torch.float64, "cpu") is constant
+    single = enc.encodings(torch.float32, "cpu")
+    assert single is not constant and single.weights[0].dtype == torch.float32
+    # A changed buffer is not served stale (the control: the cache must notice).
+    with torch.no_grad():
+        enc.input_encoding.mul_(2)
+    rebuilt = enc.encodings(torch.float64, "cpu")
+    torch.testing.assert_close(rebuilt.weights[0][0, :5], 2 * constant.weights[0][0, :5])

@@ -199,9 +199,24 @@ class SinusoidalIOEncoding(nn.Module):
 
         An NF-Layer can take them as ``constant`` channels and compute their contribution once
         instead of once per network (:class:`~weightspace.models.InvariantNFN` does).
+
+        The result is built once per dtype and device and then returned again (no kernels, no
+        host-device copies per forward), so treat it as read-only. It is rebuilt when the
+        encoding buffers change.
         """
         dtype = dtype if dtype is not None else self.input_encoding.dtype
-        device = device if device is not None else self.input_encoding.device
+        device = torch.device(device) if device is not None else self.input_encoding.device
+        buffers = (self.input_encoding, self.output_encoding)
+        key = (dtype, device, *((b.data_ptr(), b._version) for b in buffers))
+        cache: dict[tuple[Any, ...], WeightSpaceFeatures] = self.__dict__.setdefault(
+            "_encodings_cache", {}
+        )
+        if key not in cache:
+            cache.clear()
+            cache[key] = self._build_encodings(dtype, device)
+        return cache[key]
+
+    def _build_encodings(self, dtype: torch.dtype, device: torch.device) -> WeightSpaceFeatures:
         L = self.spec.num_layers
 
         def one(shape: tuple[int, ...], first: bool, last: bool) -> Tensor:

@@ -214,7 +214,9 @@ class _EquivariantLinear(nn.Module):
             x_cols, c_cols = columns[s]
             w_x.append(w.index_select(1, x_cols))
             w_c.append(w.index_select(1, c_cols))
-        offsets = constant_terms(fixed, cs, w_c, [bool(c.any()) for c in cs])
+        # Which constants are not all zero (their terms can be skipped): one host sync, not 2L.
+        nonzero = torch.stack([c.any() for c in cs]).tolist()
+        offsets = constant_terms(fixed, cs, w_c, nonzero)
         outputs = NFLinearFunction.apply(
             varying, len(xs), self._fused_relu, out_scale, tuple(offsets),
             *xs, *w_x, self.bias, *offsets.values(),
