@@ -177,6 +177,39 @@ def test_stats_pool_predictor_trains_evaluates_and_is_recorded(zoo, tmp_path):
         GeneralizationConfig(zoo="z", model="hnp", out="o", pool="max")
 
 
+def test_standardised_predictor_trains_evaluates_and_is_recorded(zoo, tmp_path):
+    from weightspace.models import Standardized
+
+    run = tmp_path / "norm"
+    config = small("hnp", run, epochs=2, normalize=True, dropout=0.1)
+    metrics = run_generalization(config, zoo=zoo, progress=False)
+    assert math.isfinite(metrics["mae"])
+    task = json.loads((run / "config.json").read_text())["task"]
+    assert task["normalize"] is True and task["dropout"] == 0.1
+    assert evaluate(run, zoo)["mae"] == pytest.approx(metrics["mae"], abs=1e-6)
+    # The statistics were measured on the training split and saved with the model.
+    state = torch.load(run / "best.pt", weights_only=True)
+    state = state.get("model", state)
+    train = zoo.features[torch.nonzero(zoo.split == 0).flatten()]
+    w1 = train.weights[0].double()
+    assert float(state["scale"][0]) == pytest.approx(float(w1.std(correction=0)), rel=1e-5)
+    assert float(state["shift"][0]) == pytest.approx(float(w1.mean()), abs=1e-6)
+    for name in ("hnp", "np", "statnet", "mlp"):
+        model = build_predictor(name, SPEC, (4, 4), (8,), normalize=True)
+        assert isinstance(model, Standardized), name
+        assert not isinstance(build_predictor(name, SPEC, (4, 4), (8,)), Standardized)
+    assert "normalize" not in small("hnp", tmp_path / "plain").settings()
+    assert "dropout" not in small("hnp", tmp_path / "plain").settings()
+    with pytest.raises(
+        ValueError, match=r"normalize applies to hnp, np, statnet and mlp, not 'hnp-probe'"
+    ):
+        GeneralizationConfig(zoo="z", model="hnp-probe", out="o", normalize=True)
+    with pytest.raises(ValueError, match=r"normalize applies to .* not 'probe'"):
+        build_predictor("probe", SPEC, (4, 4), (8,), normalize=True)
+    with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\), got 1.5"):
+        GeneralizationConfig(zoo="z", model="hnp", out="o", dropout=1.5)
+
+
 def test_diverged_networks_are_dropped_and_counted(tmp_path, capsys):
     zoo = synthetic_zoo(60)
     zoo.features.weights[0][[3, 7]] = float("nan")
@@ -193,9 +226,13 @@ def test_predictors_are_invariant(zoo):
 
     x = zoo.features[:4]
     g = symmetry.sample(SPEC, "hnp")
-    for name, pool in (("hnp", "mean"), ("np", "mean"), ("statnet", "mean"), ("hnp", "stats")):
+    cases = (("hnp", "mean", False), ("np", "mean", False), ("statnet", "mean", False))
+    cases += (("hnp", "stats", False), ("hnp", "mean", True), ("np", "mean", True))
+    for name, pool, normalize in cases:
         torch.manual_seed(0)
-        model = build_predictor(name, SPEC, (4, 4), (8,), pool=pool)
+        model = build_predictor(name, SPEC, (4, 4), (8,), pool=pool, normalize=normalize)
+        if normalize:  # statistics other than the identity, so the control below has teeth
+            model.set_statistics(zoo.features)
         assert model(x).shape == (4, 1)
         assert torch.allclose(model(x.permute(g)), model(x), atol=1e-5), name
 

@@ -32,12 +32,21 @@ from weightspace.data.zoo import CHECKPOINTS, PADDING, STRIDE, ZOO_FORMAT
 from weightspace.data.zoo_import import IMPORT_SOURCE
 from weightspace.models.nfn import POOLS
 from weightspace.models.probe import HybridModel, ProbeModel
+from weightspace.models.standardize import Standardized
 from weightspace.nn.activation import get_activation
 from weightspace.nn.probe import PROBE_GENERATORS
 from weightspace.space.features import WeightSpaceFeatures
 from weightspace.space.spec import NetworkSpec
 from weightspace.tasks import runner
-from weightspace.tasks.base import Items, Task, TaskConfig, invariant_model, option, positive_int
+from weightspace.tasks.base import (
+    Items,
+    Task,
+    TaskConfig,
+    invariant_model,
+    on_off,
+    option,
+    positive_int,
+)
 from weightspace.tasks.inputs import AugmentedLoss, SymmetryAugmentation
 from weightspace.tasks.metrics import kendall_tau, regression_metrics
 from weightspace.tasks.sources import ZOO_KINDS, detect_zoo_kind, load_any_zoo
@@ -96,6 +105,13 @@ class GeneralizationConfig(TaskConfig):
         Train on random function-preserving copies of each network: sign flips of tanh
         networks' hidden neurons, positive rescalings of ReLU networks' ones
         (:mod:`weightspace.tasks.inputs`).
+    normalize:
+        Standardise each weight and bias tensor by one shift and one scale measured on the
+        training split (:class:`~weightspace.models.Standardized`), for ``hnp``, ``np``,
+        ``statnet`` and ``mlp``. ``hnp-probe`` always standardises its NFN branch, and its
+        probes run the networks as they are, so it takes no such option.
+    dropout:
+        Dropout in the MLP head (every model).
 
     The defaults are the paper's: 50 epochs of batch 8 at lr 1e-3.
     """
@@ -103,6 +119,7 @@ class GeneralizationConfig(TaskConfig):
     models = MODELS
     nfn_models = ("hnp", "np", "hnp-probe")
     added_fields = TaskConfig.added_fields + ("probes", "probe_generator", "pool", "checkpoints")
+    added_fields += ("normalize", "dropout")
 
     zoo: str
     model: str
@@ -129,9 +146,22 @@ class GeneralizationConfig(TaskConfig):
     pool: str = option(
         "mean", "the NFNs' invariant read-out: means, or mean/std/quantiles (stats)", choices=POOLS
     )
+    normalize: bool = option(
+        False, "standardise each tensor by training statistics (hnp, np, statnet, mlp)",
+        type=on_off,
+    )  # fmt: skip
+    dropout: float = option(0.0, "dropout in the MLP head", type=float)
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.normalize and self.model in PROBE_MODELS:
+            raise ValueError(
+                f"GeneralizationConfig: normalize applies to hnp, np, statnet and mlp, not "
+                f"{self.model!r} (its NFN branch is always standardised; its probes run the "
+                "networks as they are)"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"GeneralizationConfig: dropout must be in [0, 1), got {self.dropout}")
         if self.checkpoints == "all" and self.train_limit is not None:
             raise ValueError(
                 f"GeneralizationConfig: train_limit={self.train_limit} counts networks of one "
@@ -154,6 +184,8 @@ def build_predictor(
     *,
     probe: dict[str, Any] | None = None,
     pool: str = "mean",
+    normalize: bool = False,
+    dropout: float = 0.0,
 ) -> nn.Module:
     """The predictor named ``model`` for networks on ``spec``, with one output (a logit).
 
@@ -163,22 +195,29 @@ def build_predictor(
     :class:`~weightspace.models.HybridModel` with an HNP branch, both with the
     :class:`~weightspace.nn.ProbeFeatures` options ``probe`` (``input_shape``, ``stride``,
     ``padding``, ``num_probes``, ``generator``) and taking ``(features, activation index)``
-    inputs (:class:`ByActivation`).
+    inputs (:class:`ByActivation`). ``normalize`` puts the model (not a probe model) behind a
+    :class:`~weightspace.models.Standardized`, whose statistics ``set_statistics`` measures;
+    ``dropout`` is the head's.
     """
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; expected one of {MODELS}")
+    if normalize and model in PROBE_MODELS:
+        raise ValueError(f"normalize applies to hnp, np, statnet and mlp, not {model!r}")
     if model not in ("hnp", "np", "hnp-probe") and pool != "mean":
         raise ValueError(f"pool {pool!r} applies to the NFNs (hnp, np, hnp-probe), not {model!r}")
     if model not in PROBE_MODELS:
-        return invariant_model(model, spec, hidden_channels, head_hidden, 1, pool=pool)
+        net = invariant_model(
+            model, spec, hidden_channels, head_hidden, 1, pool=pool, dropout=dropout
+        )
+        return Standardized(net, spec) if normalize else net
     options = dict(probe or {})
     names = tuple(options.pop("activations", ("relu",)))
     options.setdefault("init", "normal")
     if model == "probe":
-        net: nn.Module = ProbeModel(spec, head_hidden, 1, activation=names[0], **options)
+        net = ProbeModel(spec, head_hidden, 1, dropout, activation=names[0], **options)
     else:
         net = HybridModel(
-            spec, "hnp", hidden_channels, head_hidden, 1, io_encoding=None, pool=pool,
+            spec, "hnp", hidden_channels, head_hidden, 1, dropout, io_encoding=None, pool=pool,
             activation=names[0], **options,
         )  # fmt: skip
     return ByActivation(net, names)
@@ -234,7 +273,7 @@ class Generalization(Task):
     data_help = "zoo folder (generated, imported, or the Small CNN Zoo)"
     cli_fields = ("seed", "epochs", "batch_size", "lr", "patience", "warmup_steps", "lr_decay")
     cli_fields += ("train_limit",)
-    cli_fields += ("augment",)
+    cli_fields += ("augment", "normalize", "dropout", "weight_decay")
     cli_fields += ("probes", "probe_generator", "pool", "checkpoints", "zoo_kind", "device")
     metric, higher_is_better, min_split = "kendall_tau", True, 2
     required = ("hidden_channels", "head_hidden")
@@ -337,6 +376,8 @@ class Generalization(Task):
             tuple(s["head_hidden"]),
             probe=probe,
             pool=s.get("pool", "mean"),
+            normalize=bool(s.get("normalize", False)),
+            dropout=float(s.get("dropout", 0.0)),
         )
 
     def prepare(self, model: nn.Module, train: Zoo) -> None:
