@@ -210,6 +210,36 @@ def test_standardised_predictor_trains_evaluates_and_is_recorded(zoo, tmp_path):
         GeneralizationConfig(zoo="z", model="hnp", out="o", dropout=1.5)
 
 
+def test_fourier_feature_predictor_trains_evaluates_and_is_recorded(zoo, tmp_path):
+    from weightspace import symmetry
+    from weightspace.nn import GaussianFourierFeatures
+
+    run = tmp_path / "fourier"
+    config = small("hnp", run, epochs=2, normalize=True, fourier_features=4, fourier_scale=0.5)
+    metrics = run_generalization(config, zoo=zoo, progress=False)
+    task = json.loads((run / "config.json").read_text())["task"]
+    assert task["fourier_features"] == 4 and task["fourier_scale"] == 0.5
+    assert evaluate(run, zoo)["mae"] == pytest.approx(metrics["mae"], abs=1e-6)
+    model = build_predictor("hnp", SPEC, (4, 4), (8,), fourier_features=3, fourier_scale=2.0)
+    fourier = [m for m in model.modules() if isinstance(m, GaussianFourierFeatures)]
+    assert len(fourier) == 1 and fourier[0].mapping_size == 3 and fourier[0].scale == 2.0
+    assert not any(
+        isinstance(m, GaussianFourierFeatures)
+        for m in build_predictor("hnp", SPEC, (4,), (8,)).modules()
+    )
+    x, g = zoo.features[:4], symmetry.sample(SPEC, "hnp")
+    assert torch.allclose(model(x.permute(g)), model(x), atol=1e-5)
+    assert "fourier_features" not in small("hnp", tmp_path / "plain").settings()
+    with pytest.raises(
+        ValueError, match=r"fourier_features must be None: it applies to hnp and np"
+    ):
+        GeneralizationConfig(zoo="z", model="statnet", out="o", fourier_features=8)
+    with pytest.raises(ValueError, match=r"fourier_features must be a positive int or None, got 0"):
+        GeneralizationConfig(zoo="z", model="hnp", out="o", fourier_features=0)
+    with pytest.raises(ValueError, match=r"fourier_scale must be a positive number, got -1"):
+        GeneralizationConfig(zoo="z", model="hnp", out="o", fourier_scale=-1)
+
+
 def test_diverged_networks_are_dropped_and_counted(tmp_path, capsys):
     zoo = synthetic_zoo(60)
     zoo.features.weights[0][[3, 7]] = float("nan")

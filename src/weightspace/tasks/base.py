@@ -37,6 +37,7 @@ __all__ = [
     "TaskConfig",
     "auto_on_off",
     "auto_or_count",
+    "count_or_none",
     "int_tuple",
     "invariant_model",
     "nonnegative_int",
@@ -85,6 +86,13 @@ def auto_or_count(text: str) -> int | str | None:
         return text
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"expected 'auto' or an integer >= 0, got {text!r}")
+    return int(text) or None
+
+
+def count_or_none(text: str) -> int | None:
+    """argparse type: an int >= 0 where 0 means none (``None``)."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
     return int(text) or None
 
 

@@ -16,6 +16,7 @@ test split of any zoo of the same architecture, into ``RUN/eval/<zoo name>/``.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,8 @@ from weightspace.tasks.base import (
     Items,
     Task,
     TaskConfig,
+    count_or_none,
+    int_tuple,
     invariant_model,
     on_off,
     option,
@@ -119,15 +122,17 @@ class GeneralizationConfig(TaskConfig):
     models = MODELS
     nfn_models = ("hnp", "np", "hnp-probe")
     added_fields = TaskConfig.added_fields + ("probes", "probe_generator", "pool", "checkpoints")
-    added_fields += ("normalize", "dropout")
+    added_fields += ("normalize", "dropout", "fourier_features", "fourier_scale")
 
     zoo: str
     model: str
     out: str
     epochs: int = option(50, "passes over the training split", kw_only=True, type=positive_int)
     batch_size: int = option(8, "networks per step", kw_only=True, type=positive_int)
-    hidden_channels: tuple[int, ...] = (16, 16, 5)
-    head_hidden: tuple[int, ...] = (1000,)
+    hidden_channels: tuple[int, ...] = option(
+        (16, 16, 5), "NF-Layer channels, comma-separated", type=int_tuple
+    )
+    head_hidden: tuple[int, ...] = option((1000,), "head widths, comma-separated", type=int_tuple)
     zoo_kind: str = option("auto", "which kind of zoo --zoo is", choices=ZOO_KINDS)
     epoch: int | None = None
     checkpoints: str = option(
@@ -151,9 +156,20 @@ class GeneralizationConfig(TaskConfig):
         type=on_off,
     )  # fmt: skip
     dropout: float = option(0.0, "dropout in the MLP head", type=float)
+    fourier_features: int | None = option(
+        None, "Gaussian Fourier features of each weight (hnp, np); 0 for none", type=count_or_none
+    )
+    fourier_scale: float = option(1.0, "frequency scale of the Fourier features", type=float)
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        ff, fs = self.fourier_features, self.fourier_scale
+        if ff is not None and (isinstance(ff, bool) or not isinstance(ff, int) or ff < 1):
+            self.refuse("fourier_features", "a positive int or None")
+        if ff is not None and self.model not in ("hnp", "np"):
+            self.refuse("fourier_features", "None: it applies to hnp and np")
+        if isinstance(fs, bool) or not isinstance(fs, int | float) or not 0 < fs < math.inf:
+            self.refuse("fourier_scale", "a positive number")
         if self.normalize and self.model in PROBE_MODELS:
             raise ValueError(
                 f"GeneralizationConfig: normalize applies to hnp, np, statnet and mlp, not "
@@ -186,6 +202,8 @@ def build_predictor(
     pool: str = "mean",
     normalize: bool = False,
     dropout: float = 0.0,
+    fourier_features: int | None = None,
+    fourier_scale: float = 1.0,
 ) -> nn.Module:
     """The predictor named ``model`` for networks on ``spec``, with one output (a logit).
 
@@ -197,7 +215,8 @@ def build_predictor(
     ``padding``, ``num_probes``, ``generator``) and taking ``(features, activation index)``
     inputs (:class:`ByActivation`). ``normalize`` puts the model (not a probe model) behind a
     :class:`~weightspace.models.Standardized`, whose statistics ``set_statistics`` measures;
-    ``dropout`` is the head's.
+    ``dropout`` is the head's; ``fourier_features`` and ``fourier_scale`` give ``hnp`` and ``np``
+    Gaussian Fourier features of each (standardised, with ``normalize``) weight.
     """
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; expected one of {MODELS}")
@@ -206,9 +225,11 @@ def build_predictor(
     if model not in ("hnp", "np", "hnp-probe") and pool != "mean":
         raise ValueError(f"pool {pool!r} applies to the NFNs (hnp, np, hnp-probe), not {model!r}")
     if model not in PROBE_MODELS:
+        fourier = {"fourier_features": fourier_features, "fourier_scale": fourier_scale}
         net = invariant_model(
-            model, spec, hidden_channels, head_hidden, 1, pool=pool, dropout=dropout
-        )
+            model, spec, hidden_channels, head_hidden, 1, pool=pool, dropout=dropout,
+            **(fourier if fourier_features is not None else {}),
+        )  # fmt: skip
         return Standardized(net, spec) if normalize else net
     options = dict(probe or {})
     names = tuple(options.pop("activations", ("relu",)))
@@ -273,7 +294,8 @@ class Generalization(Task):
     data_help = "zoo folder (generated, imported, or the Small CNN Zoo)"
     cli_fields = ("seed", "epochs", "batch_size", "lr", "patience", "warmup_steps", "lr_decay")
     cli_fields += ("train_limit",)
-    cli_fields += ("augment", "normalize", "dropout", "weight_decay")
+    cli_fields += ("augment", "normalize", "dropout", "weight_decay", "hidden_channels")
+    cli_fields += ("head_hidden", "fourier_features", "fourier_scale")
     cli_fields += ("probes", "probe_generator", "pool", "checkpoints", "zoo_kind", "device")
     metric, higher_is_better, min_split = "kendall_tau", True, 2
     required = ("hidden_channels", "head_hidden")
@@ -378,6 +400,8 @@ class Generalization(Task):
             pool=s.get("pool", "mean"),
             normalize=bool(s.get("normalize", False)),
             dropout=float(s.get("dropout", 0.0)),
+            fourier_features=s.get("fourier_features"),
+            fourier_scale=float(s.get("fourier_scale", 1.0)),
         )
 
     def prepare(self, model: nn.Module, train: Zoo) -> None:
