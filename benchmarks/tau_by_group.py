@@ -30,19 +30,19 @@ from tau_bootstrap import read_predictions
 from weightspace.tasks.sources import load_any_zoo
 
 DEFAULT_BY = "activation,optimizer,train_fraction,init"
-TEST = 2  # the zoo split's code for the test split
 
 
 def groups(zoo: str | Path, by: Sequence[str]) -> tuple[np.ndarray, dict[str, list[Any]]]:
-    """The zoo's test accuracies and, for each name in ``by``, the test networks' values."""
-    data = load_any_zoo(zoo)
-    test = (data.split == TEST).nonzero().flatten().tolist()
-    rows = [data.metadata[i] for i in test]
+    """The test accuracies of the networks a run is scored on (the zoo's test split, diverged
+    networks dropped as ``train generalization`` drops them) and, for each name in ``by``, their
+    values."""
+    test = load_any_zoo(zoo).finite()[0].part("test")
+    rows = test.metadata
     missing = [name for name in by if any(name not in r for r in rows)]
     if missing:
         known = sorted(rows[0]) if rows else []
         raise SystemExit(f"zoo {str(zoo)!r} records no {missing} per network; it has {known}")
-    actual = data.test_accuracy[test].double().numpy()
+    actual = test.test_accuracy.double().numpy()
     return actual, {name: [r[name] for r in rows] for name in by}
 
 

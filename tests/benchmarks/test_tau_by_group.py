@@ -10,21 +10,21 @@ from scipy.stats import kendalltau
 
 from tests.benchmarks import load_script
 from tests.benchmarks.test_tau_bootstrap import write_run
-from weightspace.data.zoo import ZooConfig, generate_zoo, load_zoo
+from tests.tasks._zoos import digits_zoo
+from weightspace.data.zoo import load_zoo
 
 
 @pytest.fixture(scope="module")
 def zoo(tmp_path_factory):
-    out = tmp_path_factory.mktemp("zoo") / "zoo"
-    config = ZooConfig(dataset="digits", networks=40, out=str(out), limit_train=200, limit_test=100)
-    return generate_zoo(config, progress=False)
+    return digits_zoo(
+        tmp_path_factory.mktemp("zoo") / "zoo", 40, 40, limit_train=200, limit_test=100
+    )
 
 
 def test_groups_score_each_run_inside_each_group(zoo, tmp_path):
-    data = load_zoo(zoo)
-    test = (data.split == 2).nonzero().flatten().tolist()
-    actual = data.test_accuracy[test].double().numpy()
-    activation = np.array([data.metadata[i]["activation"] for i in test])
+    test = load_zoo(zoo).part("test")
+    actual = test.test_accuracy.double().numpy()
+    activation = np.array([row["activation"] for row in test.metadata])
     rng = np.random.default_rng(0)
     # Right on relu networks, noisy on tanh ones: the groups must tell them apart.
     noisy = actual + np.where(activation == "tanh", 0.3, 0.0) * rng.standard_normal(actual.size)
@@ -50,9 +50,7 @@ def test_groups_score_each_run_inside_each_group(zoo, tmp_path):
 
 
 def test_refuses_other_networks_and_unknown_fields(zoo, tmp_path):
-    data = load_zoo(zoo)
-    test = (data.split == 2).nonzero().flatten().tolist()
-    actual = data.test_accuracy[test].double().numpy()
+    actual = load_zoo(zoo).part("test").test_accuracy.double().numpy()
     reversed_run = write_run(tmp_path / "rev", actual[::-1], actual[::-1])
     with pytest.raises(SystemExit, match="does not list the test networks"):
         load_script("tau_by_group").main(["--zoo", str(zoo), str(reversed_run)])
