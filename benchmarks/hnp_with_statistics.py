@@ -34,7 +34,29 @@ from weightspace.space.spec import NetworkSpec
 from weightspace.tasks import generalization
 
 
-class HNPWithStatistics(nn.Module):
+class _HNPWithScalars(nn.Module):
+    """HNP NF-Layers → mean pool, concatenated with ``n_scalars`` per-network numbers that the
+    subclass computes, in one MLP head."""
+
+    def __init__(
+        self,
+        spec: NetworkSpec,
+        hidden_channels: Sequence[int],
+        head_hidden: Sequence[int],
+        n_scalars: int,
+    ) -> None:
+        super().__init__()
+        nfn = InvariantNFN(spec, "hnp", hidden_channels, (1,), 1, io_encoding=None)
+        self.encoder, self.pool, self.spec = nfn.encoder, nfn.pool, spec
+        width = self.pool.output_size(hidden_channels[-1]) + n_scalars
+        self.head = MLPHead(width, head_hidden, 1, 0.0)
+
+    def _read_out(self, layers_input: WeightSpaceFeatures, scalars: Tensor) -> Tensor:
+        pooled = self.pool(_encode(self.encoder, layers_input))
+        return self.head(torch.cat([pooled, scalars], dim=1))
+
+
+class HNPWithStatistics(_HNPWithScalars):
     """HNP NF-Layers → mean pool, concatenated with :func:`tensor_statistics` of the input."""
 
     def __init__(
@@ -43,19 +65,13 @@ class HNPWithStatistics(nn.Module):
         hidden_channels: Sequence[int] = (16, 16, 5),
         head_hidden: Sequence[int] = (1000,),
     ) -> None:
-        super().__init__()
-        nfn = InvariantNFN(spec, "hnp", hidden_channels, (1,), 1, io_encoding=None)
-        self.encoder, self.pool = nfn.encoder, nfn.pool
-        n_stats = NUM_STATISTICS * 2 * spec.num_layers
-        width = self.pool.output_size(hidden_channels[-1]) + n_stats
-        self.head = MLPHead(width, head_hidden, 1, 0.0)
+        super().__init__(spec, hidden_channels, head_hidden, NUM_STATISTICS * 2 * spec.num_layers)
 
     def forward(self, x: WeightSpaceFeatures) -> Tensor:
-        pooled = self.pool(_encode(self.encoder, x))
-        return self.head(torch.cat([pooled, tensor_statistics(x)], dim=1))
+        return self._read_out(x, tensor_statistics(x))
 
 
-class HNPWithScale(nn.Module):
+class HNPWithScale(_HNPWithScalars):
     """HNP NF-Layers on RMS-normalised tensors (per network and tensor) → mean pool,
     concatenated with each tensor's log RMS (and, with ``means``, its mean over its RMS)."""
 
@@ -66,12 +82,9 @@ class HNPWithScale(nn.Module):
         head_hidden: Sequence[int] = (1000,),
         means: bool = False,
     ) -> None:
-        super().__init__()
-        nfn = InvariantNFN(spec, "hnp", hidden_channels, (1,), 1, io_encoding=None)
-        self.encoder, self.pool, self.spec, self.means = nfn.encoder, nfn.pool, spec, means
         n_scalars = len(spec.tensors) * (2 if means else 1)
-        width = self.pool.output_size(hidden_channels[-1]) + n_scalars
-        self.head = MLPHead(width, head_hidden, 1, 0.0)
+        super().__init__(spec, hidden_channels, head_hidden, n_scalars)
+        self.means = means
 
     def forward(self, x: WeightSpaceFeatures) -> Tensor:
         check_features(x, self.spec, 1, type(self).__name__)
@@ -83,10 +96,8 @@ class HNPWithScale(nn.Module):
             scalars.append(rms.log())
             if self.means:
                 scalars.append(flat.mean(1) / rms)
-        pooled = self.pool(
-            _encode(self.encoder, WeightSpaceFeatures.from_tensors(shapes, self.spec))
-        )
-        return self.head(torch.cat([pooled, torch.stack(scalars, 1)], dim=1))
+        shaped = WeightSpaceFeatures.from_tensors(shapes, self.spec)
+        return self._read_out(shaped, torch.stack(scalars, 1))
 
 
 READ_OUTS = ("statistics", "scale", "scale-mean")
