@@ -1,24 +1,33 @@
 """INR classification side by side: the reference implementation's NFN_NP classifier and ours.
 
-Both models are the paper's MNIST INR classifier: 128 Gaussian Fourier features (scale 3) of
-the *raw* SIREN weights, a sinusoidal IO encoding, three NP layers of C channels (ReLU, channel
-dropout 0.1 after each), the NP pool, and a 1000-1000 MLP head with dropout 0.1. The reference
-one is assembled from the public layers of ``nfn==0.1.2`` (the ``bench`` extra; never a runtime
-dependency), ours is :class:`weightspace.models.InvariantNFN` as a user builds it. Each keeps its own library's details: the Fourier
-matrices are different random draws, and the IO encodings differ in size (ours gives inputs and
-outputs 13 channels each, 282 into the first NP layer; the reference sums them with a layer
-encoding into 13, 269 into the first NP layer).
+The reference is the paper's MNIST INR classifier, assembled from the public layers of
+``nfn==0.1.2`` (the ``bench`` extra; never a runtime dependency): 128 Gaussian Fourier features
+(scale 3) of the *raw* SIREN weights, a sinusoidal IO encoding, three NP layers of C channels
+(ReLU, channel dropout 0.1 after each), the NP pool, and a 1000-1000 MLP head with dropout 0.1.
+C is our width (``--channels``, by default the width ``weightspace train inr-classify`` uses).
 
-They train on the same SIRENs with the same budget: Adam, the same learning rate, batch size,
-number of epochs and seeded shuffles (one permutation per epoch, shared), cross-entropy on raw
-weights (no standardisation, so both see the same inputs). Epochs are interleaved, one of each
-in turn (the order alternates), so a busy machine slows both alike. After every epoch each model
-is scored on the test SIRENs (eval mode, no grad). We report final and best test accuracy and
-the median training time per epoch.
+Ours is one of two (``--ours``):
 
-    python benchmarks/inr_classify_ref.py --inrs DIR [--epochs 5] [--channels 64] [--lr 1e-3]
-        [--batch-size 32] [--seed 0] [--threads 1] [--device cpu] [--no-retain-memory]
-        [--json out.json]
+- ``default`` (the default): the classifier ``weightspace train inr-classify --model np`` builds
+  with its default settings at width C. It differs from the reference in its recipe, not its
+  layers: every weight and bias tensor standardised by training-split statistics, 64 Gaussian
+  Fourier features (scale 10) of the standardised weights, no channel dropout, a 256-unit head
+  with dropout 0.2. This answers "is weightspace's classifier as accurate and how much faster".
+- ``paper``: :class:`weightspace.models.InvariantNFN` at the reference's configuration, layer for
+  layer. This answers "are our layers faster on the same model". Each side keeps its own
+  library's details: the Fourier matrices are different random draws, and the IO encodings differ
+  in size (ours gives inputs and outputs 13 channels each, 282 into the first NP layer; the
+  reference sums them with a layer encoding into 13, 269 into the first NP layer).
+
+Both train on the same SIRENs with the same budget: Adam, the same learning rate, batch size,
+number of epochs and seeded shuffles (one permutation per epoch, shared), cross-entropy, no
+augmentation. Epochs are interleaved, one of each in turn (the order alternates), so a busy
+machine slows both alike. After every epoch each model is scored on the test SIRENs (eval mode,
+no grad). We report final and best test accuracy and the median training time per epoch.
+
+    python benchmarks/inr_classify_ref.py --inrs DIR [--ours default|paper] [--epochs 5]
+        [--channels 32] [--lr 1e-3] [--batch-size 32] [--seed 0] [--threads 1] [--device cpu]
+        [--no-retain-memory] [--json out.json]
 
 On the CPU it first calls ``retain_freed_memory`` (glibc keeps freed blocks for reuse instead
 of handing them back; process-wide, so both sides get it), as ``weightspace train`` and
@@ -45,6 +54,7 @@ from weightspace import NetworkSpec, WeightSpaceFeatures
 from weightspace.data.inr import InrDataset, load_inrs
 from weightspace.io import write_json
 from weightspace.models import InvariantNFN
+from weightspace.tasks.inr_classification import InrClassifyConfig, build_classifier
 from weightspace.train.batched import retain_freed_memory
 
 try:
@@ -56,7 +66,7 @@ except ImportError as exc:  # pragma: no cover - benchmark-only extra
         "benchmarks/inr_classify_ref.py needs the reference: pip install -e '.[bench]'"
     ) from exc
 
-#: The paper's MNIST configuration, shared by both models.
+#: The paper's MNIST configuration: the reference's, and ours with ``--ours paper``.
 FOURIER_FEATURES = 128
 FOURIER_SCALE = 3.0
 CHANNEL_DROPOUT = 0.1
@@ -65,6 +75,17 @@ HEAD_DROPOUT = 0.1
 NP_LAYERS = 3
 
 MODELS = ("weightspace", "nfn")
+#: What our side is: the task's default classifier, or the reference's configuration.
+OURS = ("default", "paper")
+
+
+def task_defaults() -> InrClassifyConfig:
+    """The settings ``weightspace train inr-classify --model np`` uses when given no options."""
+    return InrClassifyConfig(inrs="-", model="np", out="-")
+
+
+#: Our default width: the NF-Layer channels of the task's default classifier.
+DEFAULT_CHANNELS = task_defaults().hidden_channels[0]
 
 
 def to_reference(x: WeightSpaceFeatures) -> RefFeatures:
@@ -93,7 +114,9 @@ class ReferenceClassifier(nn.Module):
     - output: ``(B, num_classes)``
     """
 
-    def __init__(self, spec: NetworkSpec, channels: int = 64, num_classes: int = 10) -> None:
+    def __init__(
+        self, spec: NetworkSpec, channels: int = DEFAULT_CHANNELS, num_classes: int = 10
+    ) -> None:
         super().__init__()
         example = RefFeatures(
             [torch.zeros(1, 1, *s) for s in spec.weight_shapes],
@@ -128,18 +151,44 @@ class ReferenceClassifier(nn.Module):
         return self.net(to_reference(x))
 
 
-def ours(spec: NetworkSpec, channels: int = 64, num_classes: int = 10) -> nn.Module:
-    """Our classifier at the paper's MNIST configuration: :class:`InvariantNFN` as a user builds it.
+def ours(
+    spec: NetworkSpec,
+    channels: int = DEFAULT_CHANNELS,
+    num_classes: int = 10,
+    recipe: str = "default",
+) -> nn.Module:
+    """Our classifier with ``channels`` per NP layer, as ``recipe`` (one of :data:`OURS`) says.
 
+    ``"paper"``: the reference's configuration, :class:`InvariantNFN` as a user builds it:
     ``InvariantNFN(spec, "np", (C, C, C), head_hidden=(1000, 1000), out_features=num_classes,
     io_encoding="sinusoidal", fourier_features=128, fourier_scale=3.0, dropout=0.1,
     channel_dropout=0.1)``; the ReLU is fused into each NP layer.
+
+    ``"default"``: what ``weightspace train inr-classify --model np`` builds with its default
+    settings (:func:`task_defaults`) and ``--hidden-channels C,C,C``: a
+    :class:`~weightspace.tasks.inputs.Standardized` NFN; call its ``set_statistics`` on the
+    training features before training, as the task does.
 
     Shapes
     ------
     - input: :class:`WeightSpaceFeatures` on ``spec`` with 1 channel
     - output: ``(B, num_classes)``
     """
+    if recipe == "default":
+        c = task_defaults()
+        return build_classifier(
+            "np",
+            spec,
+            num_classes,
+            hidden_channels=(channels,) * len(c.hidden_channels),
+            head_hidden=c.head_hidden,
+            dropout=c.dropout,
+            fourier_features=c.fourier_features,
+            fourier_scale=c.fourier_scale,
+            channel_dropout=c.channel_dropout,
+        )
+    if recipe != "paper":
+        raise ValueError(f"ours: unknown recipe {recipe!r}; expected one of {OURS}")
     return InvariantNFN(
         spec,
         "np",
@@ -154,11 +203,19 @@ def ours(spec: NetworkSpec, channels: int = 64, num_classes: int = 10) -> nn.Mod
     )
 
 
-def build(name: str, spec: NetworkSpec, channels: int, num_classes: int, seed: int) -> nn.Module:
-    """Model ``name`` (one of :data:`MODELS`), initialised from ``seed``."""
+def build(
+    name: str,
+    spec: NetworkSpec,
+    channels: int,
+    num_classes: int,
+    seed: int,
+    recipe: str = "default",
+) -> nn.Module:
+    """Model ``name`` (one of :data:`MODELS`), initialised from ``seed``; ``recipe`` is our
+    side's (:func:`ours`)."""
     torch.manual_seed(seed)
     if name == "weightspace":
-        return ours(spec, channels, num_classes)
+        return ours(spec, channels, num_classes, recipe)
     if name == "nfn":
         return ReferenceClassifier(spec, channels, num_classes)
     raise ValueError(f"build: unknown model {name!r}; expected one of {MODELS}")
@@ -227,7 +284,8 @@ def compare(
     test: InrDataset,
     *,
     epochs: int = 5,
-    channels: int = 64,
+    channels: int = DEFAULT_CHANNELS,
+    recipe: str = "default",
     lr: float = 1e-3,
     batch_size: int = 32,
     seed: int = 0,
@@ -236,14 +294,18 @@ def compare(
 ) -> dict:
     """Train both models, interleaved epoch by epoch; returns per-model results.
 
-    Each model's dropout draws are seeded per epoch, so they do not depend on the interleaving.
+    ``recipe`` is our side's (:func:`ours`). Each model's dropout draws are seeded per epoch,
+    so they do not depend on the interleaving.
     """
     device = torch.device(device)
     train, test = _to(train, device), _to(test, device)
     num_classes = max(train.num_classes, test.num_classes)
     models = {
-        name: build(name, train.spec, channels, num_classes, seed).to(device) for name in MODELS
+        name: build(name, train.spec, channels, num_classes, seed, recipe).to(device)
+        for name in MODELS
     }
+    if hasattr(models["weightspace"], "set_statistics"):  # the task's standardisation
+        models["weightspace"].set_statistics(train.features)
     optims = {name: torch.optim.Adam(m.parameters(), lr=lr) for name, m in models.items()}
     history: dict[str, list[dict]] = {name: [] for name in MODELS}
     for epoch in range(epochs):
@@ -284,7 +346,11 @@ def compare(
             "epochs": rows,
         }
     ours_s, ref_s = results["weightspace"]["median_epoch_s"], results["nfn"]["median_epoch_s"]
-    return {"models": results, "speed_ratio": ref_s / ours_s if ours_s > 0 else math.nan}
+    return {
+        "ours": recipe,
+        "models": results,
+        "speed_ratio": ref_s / ours_s if ours_s > 0 else math.nan,
+    }
 
 
 def table(result: dict) -> list[str]:
@@ -293,7 +359,11 @@ def table(result: dict) -> list[str]:
         "| model | parameters | final test acc | best test acc | median s / epoch |",
         "|---|---|---|---|---|",
     ]
-    labels = {"weightspace": "weightspace", "nfn": f"nfn {getattr(nfn, '__version__', '0.1.2')}"}
+    recipe = result.get("ours", "paper")
+    labels = {
+        "weightspace": f"weightspace ({recipe})",
+        "nfn": f"nfn {getattr(nfn, '__version__', '0.1.2')} (paper)",
+    }
     for name in MODELS:
         r = result["models"][name]
         rows.append(
@@ -310,7 +380,18 @@ def main(argv: Sequence[str] | None = None) -> dict:
     )
     parser.add_argument("--inrs", required=True, help="folder written by `weightspace inr fit`")
     parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--channels", type=int, default=64, help="channels of each NP layer")
+    parser.add_argument(
+        "--ours",
+        choices=OURS,
+        default="default",
+        help="our side: the task's default classifier, or the reference's configuration",
+    )
+    parser.add_argument(
+        "--channels",
+        type=int,
+        default=DEFAULT_CHANNELS,
+        help=f"channels of each NP layer, both sides (default: ours, {DEFAULT_CHANNELS})",
+    )
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
@@ -344,6 +425,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         test,
         epochs=args.epochs,
         channels=args.channels,
+        recipe=args.ours,
         lr=args.lr,
         batch_size=args.batch_size,
         seed=args.seed,

@@ -1,9 +1,12 @@
-"""benchmarks/inr_classify_ref.py: both classifiers are the paper's NFN_NP, and the script runs.
+"""benchmarks/inr_classify_ref.py: the reference is the paper's NFN_NP, ours is the task's
+default classifier or the paper's stack, and the script runs.
 
 The side-by-side means something only if the reference model (built from ``nfn``'s layers) and
 ours are the same kind of model: HNP-invariant, told inputs and outputs apart by an IO encoding,
-with the same logits. These tests check that on both with the test kit, with controls that must
-break, and run the script's ``main`` for one epoch on real (8x8 digits) SIRENs.
+with the same logits. These tests check that on all three with the test kit, with controls that
+must break, that ``--ours default`` is what ``train inr-classify --model np`` builds and
+``--ours paper`` the paper's stack, and run the script's ``main`` for one epoch on real (8x8
+digits) SIRENs.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from weightspace.nn import (
     NPPool,
     SinusoidalIOEncoding,
 )
+from weightspace.tasks.inr_classification import InrClassification, InrClassifyConfig
 from weightspace.testing import (
     assert_invariant,
     inconsistent_permutation,
@@ -51,10 +55,16 @@ def digits_inrs(tmp_path_factory) -> Path:
     return fit_inrs(config, progress=False)
 
 
-@pytest.mark.parametrize("name", ["weightspace", "nfn"])
-def test_both_models_are_hnp_invariant_np_classifiers(bench: ModuleType, name: str) -> None:
-    model = bench.build(name, SIREN_SPEC, channels=4, num_classes=10, seed=0)
+@pytest.mark.parametrize(
+    ("name", "recipe"), [("weightspace", "default"), ("weightspace", "paper"), ("nfn", "paper")]
+)
+def test_every_model_is_an_hnp_invariant_np_classifier(
+    bench: ModuleType, name: str, recipe: str
+) -> None:
+    model = bench.build(name, SIREN_SPEC, channels=4, num_classes=10, seed=0, recipe=recipe)
     x = random_features(SIREN_SPEC, 3, dtype=torch.float32)
+    if hasattr(model, "set_statistics"):
+        model.set_statistics(random_features(SIREN_SPEC, 16, dtype=torch.float32))
     model.eval()
     with torch.no_grad():
         assert model(x).shape == (3, 10)
@@ -79,7 +89,7 @@ def test_both_models_have_the_papers_dropouts(bench: ModuleType) -> None:
 
     kinds = {"weightspace": ChannelDropout, "nfn": nfn.layers.ChannelDropout}
     for name in bench.MODELS:
-        model = bench.build(name, SIREN_SPEC, channels=4, num_classes=10, seed=0)
+        model = bench.build(name, SIREN_SPEC, channels=4, num_classes=10, seed=0, recipe="paper")
         channel = [m for m in model.modules() if isinstance(m, kinds[name])]
         plain = [m for m in model.modules() if type(m) is torch.nn.Dropout]
         if name == "nfn":  # the reference drops biases with an nn.Dropout inside each
@@ -97,7 +107,7 @@ def test_ours_is_the_papers_stack_layer_for_layer(bench: ModuleType) -> None:
     # weightspace.nn (Fourier 128 at scale 3, sinusoidal IO encoding, 3 NP layers each followed
     # by ReLU and channel dropout 0.1, NP pool, 1000-1000 head with dropout 0.1): the same
     # parameter shapes in the same order, and with the same values the same logits.
-    ours = bench.build("weightspace", SIREN_SPEC, channels=8, num_classes=10, seed=0)
+    ours = bench.build("weightspace", SIREN_SPEC, 8, num_classes=10, seed=0, recipe="paper")
     assert isinstance(ours, InvariantNFN)
     fourier = GaussianFourierFeatures(1, mapping_size=128, scale=3.0)
     io = SinusoidalIOEncoding(SIREN_SPEC, fourier.out_channels)
@@ -128,6 +138,40 @@ def test_ours_is_the_papers_stack_layer_for_layer(bench: ModuleType) -> None:
         torch.testing.assert_close(ours(x), by_hand(x), rtol=1e-5, atol=1e-5)
 
 
+def test_ours_default_is_what_the_task_builds(bench: ModuleType) -> None:
+    # ``--ours default`` must be the classifier ``weightspace train inr-classify --model np``
+    # builds with its default settings at the benchmark's width: the same parameter shapes in
+    # the same order, and with the same values and statistics the same logits.
+    ours = bench.build("weightspace", SIREN_SPEC, 4, 10, seed=0)  # recipe="default"
+    config = InrClassifyConfig(inrs="-", model="np", out="-", hidden_channels=(4, 4, 4))
+    task = InrClassification({**config.settings(), "num_classes": 10, "spec": SIREN_SPEC.to_dict()})
+    theirs = task.build(SIREN_SPEC)
+    assert type(ours) is type(theirs)
+    assert [p.shape for p in ours.parameters()] == [p.shape for p in theirs.parameters()]
+    fourier = [m for m in ours.modules() if isinstance(m, GaussianFourierFeatures)]
+    assert [(m.mapping_size, m.scale) for m in fourier] == [(64, 10.0)]
+    assert not any(isinstance(m, ChannelDropout) for m in ours.modules())
+    # Not the paper's stack: fewer parameters (64 Fourier features, a 256-unit head).
+    paper = bench.build("weightspace", SIREN_SPEC, 4, 10, seed=0, recipe="paper")
+    assert sum(p.numel() for p in ours.parameters()) < sum(p.numel() for p in paper.parameters())
+    train = random_features(SIREN_SPEC, 16, dtype=torch.float32)
+    with torch.no_grad():
+        for mine, other in zip(ours.parameters(), theirs.parameters()):
+            other.copy_(torch.randn_like(mine))
+            mine.copy_(other)
+    for model in (ours, theirs):
+        model.set_statistics(train)
+        model.eval()
+    x = random_features(SIREN_SPEC, 3, dtype=torch.float32)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), theirs(x), rtol=1e-5, atol=1e-5)
+        # A control: other statistics change the logits.
+        theirs.set_statistics(2 * train + 1)
+        assert not torch.allclose(ours(x), theirs(x), atol=1e-4)
+    with pytest.raises(ValueError, match="unknown recipe 'fast'"):
+        bench.ours(SIREN_SPEC, 4, 10, recipe="fast")
+
+
 def test_both_models_see_the_same_shuffles(bench: ModuleType) -> None:
     first = bench.epoch_order(50, seed=0, epoch=0)
     assert torch.equal(first, bench.epoch_order(50, seed=0, epoch=0))
@@ -143,8 +187,9 @@ def test_main_trains_both_and_reports(
     argv = ["--inrs", str(digits_inrs), "--epochs", "1", "--channels", "4", "--json", str(out)]
     result = bench.main(argv)
     printed = capsys.readouterr().out
-    assert "| weightspace |" in printed and "| nfn 0.1.2 |" in printed
+    assert "| weightspace (default) |" in printed and "| nfn 0.1.2 (paper) |" in printed
     assert "speed ratio" in printed
+    assert result["ours"] == "default" and result["args"]["ours"] == "default"
     assert json.loads(out.read_text())["command"] == result["command"]
     assert result["command"].endswith(" ".join(argv))
     assert result["data"] == {
