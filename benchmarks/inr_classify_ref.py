@@ -20,12 +20,18 @@ Ours is one of two (``--ours``):
   reference sums them with a layer encoding into 13, 269 into the first NP layer).
 
 Both train on the same SIRENs with the same budget: Adam, the same learning rate, batch size,
-number of epochs and seeded shuffles (one permutation per epoch, shared), cross-entropy, no
-augmentation. Epochs are interleaved, one of each in turn (the order alternates), so a busy
+number of epochs and seeded shuffles (one permutation per epoch, shared), cross-entropy.
+``--augment`` says which side sees random function-preserving changes of its training batches:
+``recipe`` (the default) gives each side its own recipe's, so ``--ours default`` trains with the
+task's default augmentation (random hidden-neuron sign flips, exact for SIRENs) and the
+reference, like ``--ours paper``, with none (the paper augments with extra fits of each image
+instead); ``none`` gives neither any, ``both`` both the task's. An augmentation's time counts in
+its side's epoch. Epochs are interleaved, one of each in turn (the order alternates), so a busy
 machine slows both alike. After every epoch each model is scored on the test SIRENs (eval mode,
 no grad). We report final and best test accuracy and the median training time per epoch.
 
-    python benchmarks/inr_classify_ref.py --inrs DIR [--ours default|paper] [--epochs 5]
+    python benchmarks/inr_classify_ref.py --inrs DIR [--ours default|paper]
+        [--augment recipe|none|both] [--epochs 5]
         [--channels 32] [--lr 1e-3] [--batch-size 32] [--seed 0] [--threads 1] [--device cpu]
         [--no-retain-memory] [--json out.json]
 
@@ -54,7 +60,12 @@ from weightspace import NetworkSpec, WeightSpaceFeatures
 from weightspace.data.inr import InrDataset, load_inrs
 from weightspace.io import write_json
 from weightspace.models import InvariantNFN
-from weightspace.tasks.inr_classification import InrClassifyConfig, build_classifier
+from weightspace.tasks.inputs import Augmentation
+from weightspace.tasks.inr_classification import (
+    InrClassification,
+    InrClassifyConfig,
+    build_classifier,
+)
 from weightspace.train.batched import retain_freed_memory
 
 try:
@@ -86,6 +97,25 @@ def task_defaults() -> InrClassifyConfig:
 
 #: Our default width: the NF-Layer channels of the task's default classifier.
 DEFAULT_CHANNELS = task_defaults().hidden_channels[0]
+#: Who trains on augmented batches: each side as its recipe says, neither, or both.
+AUGMENT = ("recipe", "none", "both")
+
+
+def task_augmentation(spec: NetworkSpec) -> list[Augmentation]:
+    """The training augmentations of ``weightspace train inr-classify --model np`` by default."""
+    settings = {**task_defaults().settings(), "spec": spec.to_dict(), "num_classes": 2}
+    return [a for a in InrClassification(settings).augmentation() if a.active]
+
+
+def augmentations(spec: NetworkSpec, recipe: str, augment: str) -> dict[str, list[Augmentation]]:
+    """Per model of :data:`MODELS`, the augmentations its training batches get."""
+    if augment not in AUGMENT:
+        raise ValueError(f"augmentations: unknown augment {augment!r}; expected one of {AUGMENT}")
+    task = task_augmentation(spec)
+    if augment == "both":
+        return {name: task for name in MODELS}
+    ours_too = augment == "recipe" and recipe == "default"
+    return {"weightspace": task if ours_too else [], "nfn": []}
 
 
 def to_reference(x: WeightSpaceFeatures) -> RefFeatures:
@@ -238,8 +268,10 @@ def train_epoch(
     order: Tensor,
     batch_size: int,
     device: torch.device,
+    augments: Sequence[Augmentation] = (),
 ) -> tuple[float, float]:
-    """One pass over ``data`` in ``order``; returns (seconds, mean training loss)."""
+    """One pass over ``data`` in ``order``, each batch through ``augments``; returns (seconds,
+    mean training loss)."""
     model.train()
     total, count = torch.zeros((), device=device), 0
     _sync(device)
@@ -247,6 +279,8 @@ def train_epoch(
     for i in range(0, len(order), batch_size):
         idx = order[i : i + batch_size].to(data.labels.device)
         x, y = data.features[idx], data.labels[idx]
+        for augment in augments:
+            x = augment(x, None)
         optimizer.zero_grad(set_to_none=True)
         loss = nn.functional.cross_entropy(model(x), y)
         loss.backward()
@@ -286,6 +320,7 @@ def compare(
     epochs: int = 5,
     channels: int = DEFAULT_CHANNELS,
     recipe: str = "default",
+    augment: str = "recipe",
     lr: float = 1e-3,
     batch_size: int = 32,
     seed: int = 0,
@@ -294,7 +329,8 @@ def compare(
 ) -> dict:
     """Train both models, interleaved epoch by epoch; returns per-model results.
 
-    ``recipe`` is our side's (:func:`ours`). Each model's dropout draws are seeded per epoch,
+    ``recipe`` is our side's (:func:`ours`), ``augment`` who trains on augmented batches
+    (:func:`augmentations`). Each model's dropout and augmentation draws are seeded per epoch,
     so they do not depend on the interleaving.
     """
     device = torch.device(device)
@@ -306,6 +342,7 @@ def compare(
     }
     if hasattr(models["weightspace"], "set_statistics"):  # the task's standardisation
         models["weightspace"].set_statistics(train.features)
+    augments = augmentations(train.spec, recipe, augment)
     optims = {name: torch.optim.Adam(m.parameters(), lr=lr) for name, m in models.items()}
     history: dict[str, list[dict]] = {name: [] for name in MODELS}
     for epoch in range(epochs):
@@ -314,7 +351,7 @@ def compare(
         for k, name in enumerate(names):
             torch.manual_seed(1_000_003 * seed + 7919 * epoch + MODELS.index(name) + 1)
             seconds, loss = train_epoch(
-                models[name], optims[name], train, order, batch_size, device
+                models[name], optims[name], train, order, batch_size, device, augments[name]
             )
             start = time.perf_counter()
             acc = evaluate_accuracy(models[name], test)
@@ -348,6 +385,7 @@ def compare(
     ours_s, ref_s = results["weightspace"]["median_epoch_s"], results["nfn"]["median_epoch_s"]
     return {
         "ours": recipe,
+        "augmented": {name: [type(a).__name__ for a in augs] for name, augs in augments.items()},
         "models": results,
         "speed_ratio": ref_s / ours_s if ours_s > 0 else math.nan,
     }
@@ -356,9 +394,10 @@ def compare(
 def table(result: dict) -> list[str]:
     """Markdown rows: one per model, then the speed ratio."""
     rows = [
-        "| model | parameters | final test acc | best test acc | median s / epoch |",
-        "|---|---|---|---|---|",
+        "| model | parameters | augmentation | final test acc | best test acc | median s / epoch |",
+        "|---|---|---|---|---|---|",
     ]
+    augmented = result.get("augmented", {})
     recipe = result.get("ours", "paper")
     labels = {
         "weightspace": f"weightspace ({recipe})",
@@ -367,7 +406,8 @@ def table(result: dict) -> list[str]:
     for name in MODELS:
         r = result["models"][name]
         rows.append(
-            f"| {labels[name]} | {r['params']:,} | {100 * r['final_test_accuracy']:.1f} % "
+            f"| {labels[name]} | {r['params']:,} | {', '.join(augmented.get(name, [])) or 'none'} "
+            f"| {100 * r['final_test_accuracy']:.1f} % "
             f"| {100 * r['best_test_accuracy']:.1f} % | {r['median_epoch_s']:.2f} |"
         )
     rows.append(f"\nspeed ratio (nfn / weightspace, time per epoch): {result['speed_ratio']:.2f}x")
@@ -385,6 +425,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
         choices=OURS,
         default="default",
         help="our side: the task's default classifier, or the reference's configuration",
+    )
+    parser.add_argument(
+        "--augment",
+        choices=AUGMENT,
+        default="recipe",
+        help="who trains on augmented batches: each side as its recipe says, neither, or both",
     )
     parser.add_argument(
         "--channels",
@@ -426,6 +472,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         epochs=args.epochs,
         channels=args.channels,
         recipe=args.ours,
+        augment=args.augment,
         lr=args.lr,
         batch_size=args.batch_size,
         seed=args.seed,

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from tests.benchmarks import load_script
-from weightspace.data.inr import SIREN_SPEC, InrConfig, fit_inrs
+from weightspace.data.inr import SIREN_SPEC, InrConfig, fit_inrs, render
 from weightspace.models import InvariantNFN, MLPHead
 from weightspace.nn import (
     Activation,
@@ -172,6 +172,26 @@ def test_ours_default_is_what_the_task_builds(bench: ModuleType) -> None:
         bench.ours(SIREN_SPEC, 4, 10, recipe="fast")
 
 
+def test_augmentation_follows_each_recipe(bench: ModuleType) -> None:
+    # The task's default augmentation for an NP classifier is random sign flips, nothing else.
+    (flips,) = bench.task_augmentation(SIREN_SPEC)
+    assert flips.signs and not (flips.half_periods or flips.permute or flips.scales)
+    recipe = bench.augmentations(SIREN_SPEC, "default", "recipe")
+    assert recipe["weightspace"] == [flips] and recipe["nfn"] == []
+    assert bench.augmentations(SIREN_SPEC, "paper", "recipe") == {"weightspace": [], "nfn": []}
+    assert bench.augmentations(SIREN_SPEC, "default", "none") == {"weightspace": [], "nfn": []}
+    both = bench.augmentations(SIREN_SPEC, "paper", "both")
+    assert both == {"weightspace": [flips], "nfn": [flips]}
+    # Sign flips leave a SIREN's function alone and change its weights (a control).
+    x = random_features(SIREN_SPEC, 4)
+    torch.manual_seed(0)
+    flipped = flips(x, None)
+    assert not torch.equal(flipped.weights[1], x.weights[1])
+    torch.testing.assert_close(render(flipped, 5, 5), render(x, 5, 5))
+    with pytest.raises(ValueError, match="unknown augment 'all'"):
+        bench.augmentations(SIREN_SPEC, "default", "all")
+
+
 def test_both_models_see_the_same_shuffles(bench: ModuleType) -> None:
     first = bench.epoch_order(50, seed=0, epoch=0)
     assert torch.equal(first, bench.epoch_order(50, seed=0, epoch=0))
@@ -190,6 +210,8 @@ def test_main_trains_both_and_reports(
     assert "| weightspace (default) |" in printed and "| nfn 0.1.2 (paper) |" in printed
     assert "speed ratio" in printed
     assert result["ours"] == "default" and result["args"]["ours"] == "default"
+    assert result["augmented"] == {"weightspace": ["SymmetryAugmentation"], "nfn": []}
+    assert "| SymmetryAugmentation |" in printed and "| none |" in printed
     assert json.loads(out.read_text())["command"] == result["command"]
     assert result["command"].endswith(" ".join(argv))
     assert result["data"] == {
