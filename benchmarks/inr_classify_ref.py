@@ -27,8 +27,10 @@ task's default augmentation (random hidden-neuron sign flips, exact for SIRENs) 
 reference, like ``--ours paper``, with none (the paper augments with extra fits of each image
 instead); ``none`` gives neither any, ``both`` both the task's. An augmentation's time counts in
 its side's epoch. Epochs are interleaved, one of each in turn (the order alternates), so a busy
-machine slows both alike. After every epoch each model is scored on the test SIRENs (eval mode,
-no grad). We report final and best test accuracy and the median training time per epoch.
+machine slows both alike. After every epoch each model is scored on the test SIRENs and on the
+validation SIRENs (eval mode, no grad). We report the final and the best test accuracy, the test
+accuracy at the best validation epoch (the one ``weightspace train`` would keep), and the median
+training time per epoch.
 
     python benchmarks/inr_classify_ref.py --inrs DIR [--ours default|paper]
         [--augment recipe|none|both] [--epochs 5]
@@ -326,8 +328,13 @@ def compare(
     seed: int = 0,
     device: torch.device | str = "cpu",
     progress: bool = True,
+    val: InrDataset | None = None,
 ) -> dict:
     """Train both models, interleaved epoch by epoch; returns per-model results.
+
+    With ``val`` (a validation split), each model is also scored on it after every epoch, and
+    its *selected* test accuracy is the one at its best validation epoch (the first, on ties),
+    the epoch ``weightspace train`` would keep.
 
     ``recipe`` is our side's (:func:`ours`), ``augment`` who trains on augmented batches
     (:func:`augmentations`). Each model's dropout and augmentation draws are seeded per epoch,
@@ -335,6 +342,7 @@ def compare(
     """
     device = torch.device(device)
     train, test = _to(train, device), _to(test, device)
+    val = None if val is None or not len(val) else _to(val, device)
     num_classes = max(train.num_classes, test.num_classes)
     models = {
         name: build(name, train.spec, channels, num_classes, seed, recipe).to(device)
@@ -355,18 +363,21 @@ def compare(
             )
             start = time.perf_counter()
             acc = evaluate_accuracy(models[name], test)
+            val_acc = math.nan if val is None else evaluate_accuracy(models[name], val)
             row = {
                 "epoch": epoch + 1,
                 "train_s": seconds,
                 "eval_s": time.perf_counter() - start,
                 "train_loss": loss,
                 "test_accuracy": acc,
+                "val_accuracy": val_acc,
                 "order": k,
             }
             history[name].append(row)
         if progress:
             line = " | ".join(
                 f"{n}: {history[n][-1]['train_s']:.2f} s, loss {history[n][-1]['train_loss']:.3f},"
+                f" val {100 * history[n][-1]['val_accuracy']:.1f} %,"
                 f" test {100 * history[n][-1]['test_accuracy']:.1f} %"
                 for n in MODELS
             )
@@ -375,10 +386,14 @@ def compare(
     for name, model in models.items():
         rows = history[name]
         accs = [r["test_accuracy"] for r in rows]
+        vals = [r["val_accuracy"] for r in rows]
+        chosen = None if val is None or not rows else max(range(len(rows)), key=vals.__getitem__)
         results[name] = {
             "params": sum(p.numel() for p in model.parameters()),
             "final_test_accuracy": accs[-1] if accs else math.nan,
             "best_test_accuracy": max(accs) if accs else math.nan,
+            "selected_epoch": None if chosen is None else chosen + 1,
+            "selected_test_accuracy": math.nan if chosen is None else accs[chosen],
             "median_epoch_s": statistics.median(r["train_s"] for r in rows) if rows else math.nan,
             "epochs": rows,
         }
@@ -394,8 +409,9 @@ def compare(
 def table(result: dict) -> list[str]:
     """Markdown rows: one per model, then the speed ratio."""
     rows = [
-        "| model | parameters | augmentation | final test acc | best test acc | median s / epoch |",
-        "|---|---|---|---|---|---|",
+        "| model | parameters | augmentation | final test acc | best test acc "
+        "| test acc at best val (epoch) | median s / epoch |",
+        "|---|---|---|---|---|---|---|",
     ]
     augmented = result.get("augmented", {})
     recipe = result.get("ours", "paper")
@@ -405,10 +421,12 @@ def table(result: dict) -> list[str]:
     }
     for name in MODELS:
         r = result["models"][name]
+        epoch = r.get("selected_epoch")
+        selected = "–" if epoch is None else f"{100 * r['selected_test_accuracy']:.1f} % ({epoch})"
         rows.append(
             f"| {labels[name]} | {r['params']:,} | {', '.join(augmented.get(name, [])) or 'none'} "
             f"| {100 * r['final_test_accuracy']:.1f} % "
-            f"| {100 * r['best_test_accuracy']:.1f} % | {r['median_epoch_s']:.2f} |"
+            f"| {100 * r['best_test_accuracy']:.1f} % | {selected} | {r['median_epoch_s']:.2f} |"
         )
     rows.append(f"\nspeed ratio (nfn / weightspace, time per epoch): {result['speed_ratio']:.2f}x")
     return rows
@@ -462,10 +480,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
     print(f"$ {command}")
     print(f"# {machine_line(machine)}; retain_freed_memory: {retained}", flush=True)
     data = load_inrs(args.inrs)
-    train, test = data.part("train"), data.part("test")
+    train, val, test = data.part("train"), data.part("val"), data.part("test")
     if not len(train) or not len(test):
         raise SystemExit(f"{args.inrs}: need train and test INRs, got {len(train)} and {len(test)}")
-    print(f"# {args.inrs}: {len(train)} train and {len(test)} test SIRENs", flush=True)
+    print(
+        f"# {args.inrs}: {len(train)} train, {len(val)} validation and {len(test)} test SIRENs",
+        flush=True,
+    )
     result = compare(
         train,
         test,
@@ -477,6 +498,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         batch_size=args.batch_size,
         seed=args.seed,
         device=args.device,
+        val=val,
     )
     print("\n".join(["", *table(result)]))
     result = {
@@ -487,6 +509,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             "inrs": args.inrs,
             "dataset": data.info.get("dataset"),
             "train": len(train),
+            "val": len(val),
             "test": len(test),
         },
         **result,

@@ -218,6 +218,7 @@ def test_main_trains_both_and_reports(
         "inrs": str(digits_inrs),
         "dataset": "digits",
         "train": 18,
+        "val": 2,
         "test": 20,
     }
     assert result["machine"]["threads"] == 1
@@ -225,6 +226,9 @@ def test_main_trains_both_and_reports(
         r = result["models"][name]
         (epoch,) = r["epochs"]
         assert 0.0 <= r["final_test_accuracy"] == r["best_test_accuracy"] <= 1.0
+        assert r["selected_epoch"] == 1
+        assert r["selected_test_accuracy"] == r["final_test_accuracy"]
+        assert 0.0 <= epoch["val_accuracy"] <= 1.0
         assert math.isfinite(epoch["train_loss"]) and epoch["train_s"] > 0
         assert r["median_epoch_s"] == epoch["train_s"]
     assert math.isfinite(result["speed_ratio"]) and result["speed_ratio"] > 0
