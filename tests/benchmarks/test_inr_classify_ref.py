@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from tests.benchmarks import load_script
-from weightspace.data.inr import SIREN_SPEC, InrConfig, fit_inrs, render
+from weightspace.data.inr import SIREN_SPEC, InrConfig, fit_inrs, load_inrs, render
 from weightspace.models import InvariantNFN, MLPHead
 from weightspace.nn import (
     Activation,
@@ -232,3 +232,16 @@ def test_main_trains_both_and_reports(
         assert math.isfinite(epoch["train_loss"]) and epoch["train_s"] > 0
         assert r["median_epoch_s"] == epoch["train_s"]
     assert math.isfinite(result["speed_ratio"]) and result["speed_ratio"] > 0
+
+
+def test_compare_without_validation_selects_nothing(bench: ModuleType, digits_inrs: Path) -> None:
+    # Without a validation split there is no selected epoch, and the table says so.
+    data = load_inrs(digits_inrs)
+    result = bench.compare(
+        data.part("train"), data.part("test"), epochs=1, channels=2, progress=False
+    )
+    for name in bench.MODELS:
+        r = result["models"][name]
+        assert r["selected_epoch"] is None and math.isnan(r["selected_test_accuracy"])
+        assert math.isnan(r["epochs"][0]["val_accuracy"])
+    assert sum("| – |" in row for row in bench.table(result)) == 2
