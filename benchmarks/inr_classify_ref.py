@@ -63,11 +63,7 @@ from weightspace.data.inr import InrDataset, load_inrs
 from weightspace.io import write_json
 from weightspace.models import InvariantNFN
 from weightspace.tasks.inputs import Augmentation
-from weightspace.tasks.inr_classification import (
-    InrClassification,
-    InrClassifyConfig,
-    build_classifier,
-)
+from weightspace.tasks.inr_classification import InrClassification, InrClassifyConfig
 from weightspace.train.batched import retain_freed_memory
 
 try:
@@ -92,9 +88,14 @@ MODELS = ("weightspace", "nfn")
 OURS = ("default", "paper")
 
 
-def task_defaults() -> InrClassifyConfig:
-    """The settings ``weightspace train inr-classify --model np`` uses when given no options."""
-    return InrClassifyConfig(inrs="-", model="np", out="-")
+def task_defaults(channels: int | None = None) -> InrClassifyConfig:
+    """The settings ``weightspace train inr-classify --model np`` uses when given no options
+    (with ``channels``: and ``--hidden-channels C,C,C``)."""
+    config = InrClassifyConfig(inrs="-", model="np", out="-")
+    if channels is None:
+        return config
+    width = (channels,) * len(config.hidden_channels)
+    return InrClassifyConfig(inrs="-", model="np", out="-", hidden_channels=width)
 
 
 #: Our default width: the NF-Layer channels of the task's default classifier.
@@ -103,10 +104,20 @@ DEFAULT_CHANNELS = task_defaults().hidden_channels[0]
 AUGMENT = ("recipe", "none", "both")
 
 
+def default_task(
+    spec: NetworkSpec, channels: int = DEFAULT_CHANNELS, num_classes: int = 10
+) -> InrClassification:
+    """The task ``weightspace train inr-classify --model np`` runs with its default settings on
+    SIRENs of ``spec`` with ``num_classes`` classes, at ``channels`` per NF-Layer: its
+    ``build``, ``prepare`` and ``augmentation`` are our default side's model, set-up and
+    augmentation."""
+    settings = task_defaults(channels).settings()
+    return InrClassification(settings | {"spec": spec.to_dict(), "num_classes": num_classes})
+
+
 def task_augmentation(spec: NetworkSpec) -> list[Augmentation]:
     """The training augmentations of ``weightspace train inr-classify --model np`` by default."""
-    settings = {**task_defaults().settings(), "spec": spec.to_dict(), "num_classes": 2}
-    return [a for a in InrClassification(settings).augmentation() if a.active]
+    return [a for a in default_task(spec).augmentation() if a.active]
 
 
 def augmentations(spec: NetworkSpec, recipe: str, augment: str) -> dict[str, list[Augmentation]]:
@@ -197,9 +208,9 @@ def ours(
     channel_dropout=0.1)``; the ReLU is fused into each NP layer.
 
     ``"default"``: what ``weightspace train inr-classify --model np`` builds with its default
-    settings (:func:`task_defaults`) and ``--hidden-channels C,C,C``: a
-    :class:`~weightspace.tasks.inputs.Standardized` NFN; call its ``set_statistics`` on the
-    training features before training, as the task does.
+    settings and ``--hidden-channels C,C,C`` (:func:`default_task`): a
+    :class:`~weightspace.tasks.inputs.Standardized` NFN; give it the training statistics
+    before training with the task's ``prepare``, as :func:`compare` does.
 
     Shapes
     ------
@@ -207,18 +218,7 @@ def ours(
     - output: ``(B, num_classes)``
     """
     if recipe == "default":
-        c = task_defaults()
-        return build_classifier(
-            "np",
-            spec,
-            num_classes,
-            hidden_channels=(channels,) * len(c.hidden_channels),
-            head_hidden=c.head_hidden,
-            dropout=c.dropout,
-            fourier_features=c.fourier_features,
-            fourier_scale=c.fourier_scale,
-            channel_dropout=c.channel_dropout,
-        )
+        return default_task(spec, channels, num_classes).build(spec)
     if recipe != "paper":
         raise ValueError(f"ours: unknown recipe {recipe!r}; expected one of {OURS}")
     return InvariantNFN(
@@ -348,8 +348,8 @@ def compare(
         name: build(name, train.spec, channels, num_classes, seed, recipe).to(device)
         for name in MODELS
     }
-    if hasattr(models["weightspace"], "set_statistics"):  # the task's standardisation
-        models["weightspace"].set_statistics(train.features)
+    if recipe == "default":  # the task's own set-up: standardisation by training statistics
+        default_task(train.spec, channels, num_classes).prepare(models["weightspace"], train)
     augments = augmentations(train.spec, recipe, augment)
     optims = {name: torch.optim.Adam(m.parameters(), lr=lr) for name, m in models.items()}
     history: dict[str, list[dict]] = {name: [] for name in MODELS}
