@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from weightspace import NetworkSpec, WeightSpaceFeatures, symmetry
 from weightspace.functional import forward
+from weightspace.functional.forward import tanh_
 
 B = 3
 ATOL = 1e-10
@@ -286,6 +287,43 @@ def test_hnp_permuted_cnn_same_outputs() -> None:
         control = symmetry.identity(spec)
         control[0] = torch.tensor([1, 0])
         assert (symmetry.permute_module(model, control)(x) - expected).abs().max() > 1e-3
+
+
+# ------------------------------------------------------------------ tanh
+@pytest.mark.parametrize("dtype, atol", [(torch.float32, 2.5e-7), (torch.float64, 1e-15)])
+def test_tanh_in_place_matches_torch(dtype: torch.dtype, atol: float) -> None:
+    """The CPU tanh as 2 sigmoid(2t) - 1: close to torch.tanh everywhere, exact at the limits."""
+    t = torch.cat(
+        [
+            torch.linspace(-30, 30, 200_001, dtype=dtype),
+            torch.tensor([0.0, 1e-30, -1e-30, 1e4, -1e4, float("inf"), float("-inf")], dtype=dtype),
+        ]
+    )
+    expected = torch.tanh(t)
+    out = tanh_(t)
+    assert out.data_ptr() == t.data_ptr()  # in place
+    torch.testing.assert_close(out, expected, atol=atol, rtol=0)
+    assert out[-4:].tolist() == [1.0, -1.0, 1.0, -1.0]
+    assert tanh_(torch.tensor([float("nan")], dtype=dtype)).isnan().all()
+
+
+def test_tanh_same_values_with_and_without_autograd() -> None:
+    """forward's tanh gives bit-identical outputs whether autograd records the weights or not
+    (dropout at rate 0 relies on it), and its gradients are tanh's."""
+    nets, features = stacked(lambda: mlp((4, 16, 16, 3), nn.Tanh))
+    x = torch.randn(5, 4, dtype=torch.float64)
+    with torch.no_grad():
+        plain = forward(features, x, "tanh")
+    weights = [w.clone().requires_grad_(True) for w in features.weights]
+    recorded = forward(WeightSpaceFeatures(weights, features.biases), x, "tanh")
+    assert torch.equal(recorded.detach(), plain)
+    assert_close(plain, reference(nets, x))
+    recorded.sum().backward()
+    expected = torch.autograd.grad(
+        torch.stack([m(x) for m in nets]).sum(), [m[0].weight for m in nets]
+    )
+    for b, g in enumerate(expected):
+        assert_close(weights[0].grad[b, 0], g)
 
 
 # ------------------------------------------------------------------ errors

@@ -189,7 +189,7 @@ def _run(
         if i == L - 1:
             return final(t) if final is not None else t
         if hidden is None:
-            return act(t)
+            return _fresh_tanh(t) if act is torch.tanh else act(t)
         out, scale = hidden.apply(t, act, axis)
         return out
 
@@ -224,6 +224,29 @@ def _run(
 
 
 # ------------------------------------------------------------------ helpers
+def tanh_(t: Tensor) -> Tensor:
+    """``t.tanh_()``; on the CPU computed as ``2 sigmoid(2 t) - 1``, in place.
+
+    torch's CPU ``tanh`` is several times slower than its ``sigmoid`` (BENCHMARKS.md, zoo
+    generation). The identity is exact; in float32 it differs from ``torch.tanh`` by at most
+    about two units in the last place of 1 (absolute), and tends to ±1 for large ``|t|``.
+    """
+    if t.device.type != "cpu":
+        return t.tanh_()
+    return t.mul_(2).sigmoid_().mul_(2).sub_(1)
+
+
+def _fresh_tanh(t: Tensor) -> Tensor:
+    """``tanh(t)`` for a layer's fresh output ``t``, with the same values as :func:`tanh_` (so
+    that dropout at rate 0 leaves a network exactly unchanged): in place where autograd does
+    not record ``t``, else out of place and differentiable."""
+    if t.device.type != "cpu":
+        return torch.tanh(t)
+    if not (torch.is_grad_enabled() and t.requires_grad):
+        return tanh_(t)
+    return torch.sigmoid(t * 2) * 2 - 1
+
+
 _CHANNELS_LAST: dict[int, torch.memory_format] = {
     2: torch.channels_last,
     3: torch.channels_last_3d,

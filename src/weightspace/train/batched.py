@@ -39,7 +39,13 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
-from weightspace.functional.forward import _CHANNELS_LAST, ActivationLike, IntOrTuple, _forward
+from weightspace.functional.forward import (
+    _CHANNELS_LAST,
+    ActivationLike,
+    IntOrTuple,
+    _forward,
+    tanh_,
+)
 from weightspace.space.features import WeightSpaceFeatures
 from weightspace.space.spec import NetworkSpec
 from weightspace.symmetry.neurons import generator_device
@@ -265,7 +271,7 @@ class _MaskedActivation(torch.autograd.Function):
             out = t.relu_().mul_(keep)
             ctx.save_for_backward(out)
         else:
-            out = t.tanh_().mul_(keep)
+            out = tanh_(t).mul_(keep)
             ctx.save_for_backward(out, keep)
         ctx.mark_dirty(t)
         return out
