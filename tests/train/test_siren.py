@@ -16,14 +16,17 @@ def digits():
     return load_images("digits", limit_train=12, limit_test=12)
 
 
+@pytest.mark.parametrize("grid", [False, True], ids=["direct", "angle-addition"])
 @pytest.mark.parametrize("spec", [SIREN_SPEC, NetworkSpec((2, 5, 4, 3, 2))])
-def test_closed_form_gradients_match_autograd(spec: NetworkSpec) -> None:
+def test_closed_form_gradients_match_autograd(spec: NetworkSpec, grid: bool) -> None:
     g = torch.Generator().manual_seed(0)
     B, H, W = 3, 4, 6
     tensors = [t.double() for t in init_sirens(B, generator=g, spec=spec)]
     y = torch.rand(B, spec.widths[-1], H, W, generator=g, dtype=torch.float64) * 2 - 1
     params = [t.clone() for t in tensors]
-    batch = _BatchedSiren(params, pixel_grid(H, W, dtype=torch.float64))
+    coords = pixel_grid(H, W, dtype=torch.float64)
+    batch = _BatchedSiren(params, coords, grid=(H, W) if grid else None)
+    assert (batch.axes is not None) == grid
     loss = batch.step_gradients(y.permute(0, 2, 3, 1).reshape(B, H * W, -1))
     leaves = [t.clone().unsqueeze(1).requires_grad_() for t in tensors]
     ref = (render(WeightSpaceFeatures.from_tensors(leaves), H, W) - y).square()
@@ -32,6 +35,18 @@ def test_closed_form_gradients_match_autograd(spec: NetworkSpec) -> None:
     torch.testing.assert_close(loss, ref.detach(), atol=1e-12, rtol=0)
     for p, leaf in zip(params, leaves):
         torch.testing.assert_close(p.grad, leaf.grad[:, 0], atol=1e-12, rtol=0)
+
+
+def test_grid_must_match_the_coordinates() -> None:
+    params = [t.double() for t in init_sirens(2, generator=torch.Generator().manual_seed(0))]
+    coords = pixel_grid(4, 6, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"not a 6x4 grid of 2D points \(expected \(24, 2\)\)"):
+        _BatchedSiren(params, coords[:20], grid=(6, 4))
+    with pytest.raises(ValueError, match="not a row-major grid"):
+        _BatchedSiren(params, coords, grid=(6, 4))  # the same 24 points, read as 6 rows of 4
+    with pytest.raises(ValueError, match="not a row-major grid"):
+        _BatchedSiren(params, coords.view(4, 6, 2).transpose(0, 1).reshape(24, 2), grid=(4, 6))
+    assert _BatchedSiren(params, coords.flip(0), grid=(4, 6)).axes is not None  # reversed axes
 
 
 def _loop_fit(images: torch.Tensor, seeds: list[int], steps: int, lr: float):
