@@ -189,7 +189,7 @@ def _run(
         if i == L - 1:
             return final(t) if final is not None else t
         if hidden is None:
-            return _fresh_tanh(t) if act is torch.tanh else act(t)
+            return _tanh(t) if act is torch.tanh else act(t)
         out, scale = hidden.apply(t, act, axis)
         return out
 
@@ -236,14 +236,11 @@ def tanh_(t: Tensor) -> Tensor:
     return t.mul_(2).sigmoid_().mul_(2).sub_(1)
 
 
-def _fresh_tanh(t: Tensor) -> Tensor:
-    """``tanh(t)`` for a layer's fresh output ``t``, with the same values as :func:`tanh_` (so
-    that dropout at rate 0 leaves a network exactly unchanged): in place where autograd does
-    not record ``t``, else out of place and differentiable."""
+def _tanh(t: Tensor) -> Tensor:
+    """``tanh(t)`` with the same values as :func:`tanh_` (so that dropout at rate 0 leaves a
+    network exactly unchanged), out of place: differentiable, also under ``torch.func``."""
     if t.device.type != "cpu":
         return torch.tanh(t)
-    if not (torch.is_grad_enabled() and t.requires_grad):
-        return tanh_(t)
     return torch.sigmoid(t * 2) * 2 - 1
 
 
