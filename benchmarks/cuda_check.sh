@@ -2,15 +2,16 @@
 # The CUDA check of issue 15, in one go (under 5 minutes on one GPU):
 #   (a) the equivariance tests and tests/test_devices.py, whose CUDA cases then run;
 #   (b) a short training of every task through the CLI, data generation included, on $DEVICE;
-#   (c) benchmarks/layers.py on $DEVICE (needs the reference: pip install -e '.[bench]').
+#   (c) benchmarks/layers.py on $DEVICE (needs the reference: pip install -e '.[bench]');
+#   (d) benchmarks/zoo.py on $DEVICE, dropout masks drawn on the CPU, then on the device.
 #
 #   benchmarks/cuda_check.sh                      # from the repository root or anywhere
 #   DEVICE=cpu benchmarks/cuda_check.sh           # the same steps on the CPU (tests the script)
 #
 # Environment: PYTHON (default .venv/bin/python), DEVICE (default cuda), OUT (where the log,
-# summary and layers.json go; default a new temp folder), REPS (layers.py repetitions, 10),
-# TESTS (the test files of step (a)), KEEP=1 to keep the generated data and runs (in a temp
-# folder, printed).
+# the summary, layers.json and zoo-{cpu,device}-masks.json go; default a new temp folder),
+# REPS (layers.py repetitions, 10), TESTS (the test files of step (a)), KEEP=1 to keep the
+# generated data and runs (in a temp folder, printed).
 # Exit status: 0 when every step passed, 1 otherwise. The summary lists every step.
 set -u -o pipefail
 
@@ -93,6 +94,13 @@ for header in sys.argv[2:]:
 # (c) The layer benchmark on the device (synchronised timing).
 step "benchmarks-layers" "$PYTHON" benchmarks/layers.py --device "$DEVICE" --reps "$REPS" \
     --json "$OUT/layers.json"
+
+# (d) Zoo training on the device against a per-network loop there, with the dropout masks drawn
+# on the CPU and copied (generate_zoo's default) and on the device: does the CPU draw bound it?
+for masks in cpu device; do
+    step "benchmarks-zoo-$masks-masks" "$PYTHON" benchmarks/zoo.py --datasets mnist \
+        --device "$DEVICE" --mask-generator "$masks" --reps 3 --json "$OUT/zoo-$masks-masks.json"
+done
 
 {
     echo

@@ -17,6 +17,14 @@ calls ``retain_freed_memory`` (glibc keeps freed memory for reuse; it applies to
 
     python benchmarks/zoo.py [--datasets digits mnist] [--networks 64] [--epochs 1]
         [--limit-train 1024] [--reps 5] [--threads 1] [--no-retain-memory] [--json out.json]
+        [--device cpu|cuda] [--mask-generator cpu|device]
+
+On CUDA (``--device cuda``) both sides train there, each repetition timed between
+``torch.cuda.synchronize`` calls. ``--mask-generator`` says where the batched side draws its
+dropout masks: ``cpu`` (what ``generate_zoo`` does on every device: the same masks everywhere,
+drawn on the CPU and copied each step) or ``device`` (a generator on the training device: no
+copy, but masks that depend on the device). Run both on a GPU to see whether the CPU draw
+bounds its throughput.
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ from weightspace.data.zoo import (
 )
 from weightspace.space.features import WeightSpaceFeatures
 from weightspace.train.batched import retain_freed_memory
+from weightspace.train.loop import resolve_device
 
 
 def loop_module(hp: Hyperparameters) -> nn.Sequential:
@@ -70,21 +79,36 @@ def loop_optimizer(net: nn.Module, hp: Hyperparameters) -> torch.optim.Optimizer
     return torch.optim.RMSprop(groups, lr=hp.learning_rate, alpha=RMSPROP_ALPHA, eps=RMSPROP_EPS)
 
 
-def run_batched(nets, x, y, idx) -> float:
-    stacked = [torch.stack([n.init[j] for n in nets]) for j in range(len(nets[0].init))]
-    trainer = zoo_trainer(stacked, [n.hp for n in nets], generator=torch.Generator().manual_seed(0))
+def _sync(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously; the CPU needs nothing)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run_batched(nets, x, y, idx, mask_generator: str = "cpu") -> float:
+    """Seconds to train ``nets`` batched on ``x``'s device; masks from a generator on the CPU
+    or on that device (``mask_generator``)."""
+    device = x.device
+    stacked = [torch.stack([n.init[j] for n in nets]).to(device) for j in range(len(nets[0].init))]
+    where = device if mask_generator == "device" else torch.device("cpu")
+    generator = torch.Generator(device=where).manual_seed(0)
+    trainer = zoo_trainer(stacked, [n.hp for n in nets], generator=generator, device=device)
+    _sync(device)
     start = time.perf_counter()
     for s in range(idx.shape[1]):  # as generate_zoo does
         trainer.step(gather_batches(x, idx[:, s]), y[idx[:, s]])
+    _sync(device)
     return time.perf_counter() - start
 
 
 def run_loop(nets, x, y, idx) -> float:
+    """Seconds to train ``nets`` one after the other on ``x``'s device."""
     modules = []
     for n in nets:
         module = loop_module(n.hp)
         WeightSpaceFeatures.from_tensors([t[None, None] for t in n.init]).load_into(module)
-        modules.append(module.train())
+        modules.append(module.train().to(x.device))
+    _sync(x.device)
     start = time.perf_counter()
     for b, (n, module) in enumerate(zip(nets, modules)):
         opt = loop_optimizer(module, n.hp)
@@ -93,25 +117,29 @@ def run_loop(nets, x, y, idx) -> float:
             opt.zero_grad(set_to_none=True)
             F.cross_entropy(module(x[batch]), y[batch]).backward()
             opt.step()
+    _sync(x.device)
     return time.perf_counter() - start
 
 
 def bench(dataset: str, args: argparse.Namespace) -> dict:
     limit = args.limit_train if dataset != "digits" else None
     data = load_images(dataset, limit_train=limit)
-    n_train = data.train_x.shape[0]
+    device = torch.device(args.device)
+    x, y = data.train_x.to(device), data.train_y.to(device)
+    n_train = x.shape[0]
     nets = [_make_network(args.seed, i, n_train) for i in range(args.networks)]
     steps = args.epochs * math.ceil(n_train / args.batch_size)
     idx = torch.stack([n.stream.take(steps * args.batch_size) for n in nets])
-    idx = idx.view(args.networks, steps, args.batch_size)
+    idx = idx.view(args.networks, steps, args.batch_size).to(device)
     times: dict[str, list[float]] = {"batched": [], "loop": []}
-    # Warm-up, so that one-time costs (oneDNN kernels for these shapes, the heap, threads) are
-    # left out of both sides: two steps of the whole chunk, two steps of one looped network.
-    run_batched(nets, data.train_x, data.train_y, idx[:, :2])
-    run_loop(nets[:1], data.train_x, data.train_y, idx[:1, :2])
+    # Warm-up, so that one-time costs (oneDNN or cuDNN kernels for these shapes, the heap,
+    # threads) are left out of both sides: two steps of the whole chunk, two steps of one
+    # looped network.
+    run_batched(nets, x, y, idx[:, :2], args.mask_generator)
+    run_loop(nets[:1], x, y, idx[:1, :2])
     for _ in range(args.reps):
-        times["batched"].append(run_batched(nets, data.train_x, data.train_y, idx))
-        times["loop"].append(run_loop(nets, data.train_x, data.train_y, idx))
+        times["batched"].append(run_batched(nets, x, y, idx, args.mask_generator))
+        times["loop"].append(run_loop(nets, x, y, idx))
     batched, loop = statistics.median(times["batched"]), statistics.median(times["loop"])
     return {
         "dataset": dataset,
@@ -121,6 +149,8 @@ def bench(dataset: str, args: argparse.Namespace) -> dict:
         "steps": steps,
         "batch_size": args.batch_size,
         "threads": torch.get_num_threads(),
+        "device": str(device),
+        "mask_generator": args.mask_generator,
         "batched_s": times["batched"],
         "loop_s": times["loop"],
         "batched_networks_per_s": args.networks / batched,
@@ -147,15 +177,23 @@ def main() -> None:
         "--no-retain-memory", action="store_true", help="leave glibc malloc at its defaults"
     )
     parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    parser.add_argument(
+        "--mask-generator",
+        choices=["cpu", "device"],
+        default="cpu",
+        help="where the batched side draws its dropout masks (default: cpu, as generate_zoo)",
+    )
     args = parser.parse_args()
+    args.device = str(resolve_device(args.device))
     torch.set_num_threads(args.threads)
     retained = False if args.no_retain_memory else retain_freed_memory()
     print("# command: " + shlex.join([sys.executable, *sys.argv]))
-    machine = machine_info()
+    machine = machine_info(args.device)
     print(
         f"# {args.networks} networks x {args.epochs} epoch(s), batch {args.batch_size}, "
-        f"{args.threads} thread(s), median of {args.reps} interleaved reps, "
-        f"freed memory retained: {retained}; {machine_line(machine)}"
+        f"{args.threads} thread(s), median of {args.reps} interleaved reps, masks drawn on "
+        f"{args.mask_generator}, freed memory retained: {retained}; {machine_line(machine)}"
     )
     print(
         "| dataset | train images | steps | batched (networks/s) | loop (networks/s) | speed-up |"
