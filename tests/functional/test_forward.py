@@ -308,8 +308,8 @@ def test_tanh_in_place_matches_torch(dtype: torch.dtype, atol: float) -> None:
 
 
 def test_tanh_same_values_with_and_without_autograd() -> None:
-    """forward's tanh gives the same outputs whether autograd records the weights or not, and
-    its gradients are nn.Tanh's."""
+    """forward's tanh (in place under no_grad, out of place when autograd records) gives
+    bit-identical outputs either way, and its gradients are nn.Tanh's."""
     nets, features = stacked(lambda: mlp((4, 16, 16, 3), nn.Tanh))
     x = torch.randn(5, 4, dtype=torch.float64)
     with torch.no_grad():

@@ -214,6 +214,9 @@ def test_probe_gradients_backpropagate_to_weights_and_probes():
         return probe(WeightSpaceFeatures.from_tensors(list(ts)))
 
     assert torch.autograd.gradcheck(features, tuple(tensors))
+    with torch.no_grad():  # forward's tanh runs in place there: the same values
+        plain = features(*tensors)
+    assert torch.equal(plain, features(*tensors).detach())
     probe(WeightSpaceFeatures.from_tensors(tensors)).square().sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in probe.parameters())
 

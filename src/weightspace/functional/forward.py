@@ -189,7 +189,10 @@ def _run(
         if i == L - 1:
             return final(t) if final is not None else t
         if hidden is None:
-            return _tanh(t) if act is torch.tanh else act(t)
+            if act is torch.tanh:
+                # In place where autograd records nothing: t is this layer's fresh output.
+                return _tanh(t) if torch.is_grad_enabled() else tanh_(t)
+            return act(t)
         out, scale = hidden.apply(t, act, axis)
         return out
 
