@@ -66,8 +66,11 @@ __all__ = [
 #: :meth:`BatchedTrainer.step`); bounds the step's largest tensors. Part of the result: the
 #: dropout masks are drawn group by group.
 STEP_GROUP = 32
-# Bound on the activations of one evaluation batch (floats), to keep memory near 64 MB.
-_EVAL_FLOATS = 2**24
+# Bound on the first layer's activations of one evaluation batch (floats): 16 MB on the CPU,
+# where batches whose tensors stay near the cache's size evaluate faster than 64 MB ones
+# (BENCHMARKS.md), and 64 MB elsewhere (fewer launches).
+_EVAL_FLOATS = {"cpu": 2**22}
+_EVAL_FLOATS_DEFAULT = 2**24
 
 
 # ----------------------------------------------------------------- utilities
@@ -617,7 +620,8 @@ class BatchedTrainer:
         stride = self.stride if isinstance(self.stride, int) else max(self.stride)
         spatial = math.prod(-(-s // stride) for s in x.shape[2:])  # first conv's output size
         per_image = self.batch_size * self.spec.widths[1] * max(spatial, 1)
-        step = max(1, _EVAL_FLOATS // per_image)
+        bound = _EVAL_FLOATS.get(x.device.type, _EVAL_FLOATS_DEFAULT)
+        step = max(1, bound // per_image)
         losses, correct = [], []
         for start in range(0, N, step):
             xb, yb = x[start : start + step], y[start : start + step]
