@@ -1,4 +1,5 @@
-"""What every benchmark records about the machine it ran on, built in one place.
+"""What every benchmark records about the machine it ran on, built in one place, and how the
+scripts wait for a device's queued work before reading a clock.
 
 The scripts in this folder import it as ``_machine`` (Python puts a script's own folder first on
 ``sys.path``; ``tests/benchmarks.load_script`` does the same).
@@ -39,3 +40,10 @@ def machine_line(info: dict[str, Any]) -> str:
     if "device" in info:
         line += f", {info['device']}"
     return line
+
+
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously; the CPU needs nothing), so
+    that a time read after it is the work's, not the launch's."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -55,7 +55,7 @@ import time
 from collections.abc import Sequence
 
 import torch
-from _machine import machine_info, machine_line
+from _machine import machine_info, machine_line, sync
 from torch import Tensor, nn
 
 from weightspace import NetworkSpec, WeightSpaceFeatures
@@ -258,11 +258,6 @@ def epoch_order(n: int, seed: int, epoch: int) -> Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(1_000_003 * seed + epoch))
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def train_epoch(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -276,7 +271,7 @@ def train_epoch(
     mean training loss)."""
     model.train()
     total, count = torch.zeros((), device=device), 0
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     for i in range(0, len(order), batch_size):
         idx = order[i : i + batch_size].to(data.labels.device)
@@ -289,7 +284,7 @@ def train_epoch(
         optimizer.step()
         total += loss.detach() * len(idx)
         count += len(idx)
-    _sync(device)
+    sync(device)
     return time.perf_counter() - start, float(total) / max(count, 1)
 
 

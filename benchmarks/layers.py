@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from _machine import machine_info, machine_line
+from _machine import machine_info, machine_line, sync
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -125,29 +125,23 @@ def _loss(out) -> torch.Tensor:
     return sum(t.sum() for t in (*out.weights, *out.biases))
 
 
-def _sync(device: torch.device) -> None:
-    """Wait for the device's queued work (CUDA runs asynchronously; the CPU needs nothing)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _time(model: nn.Module, x, device: torch.device) -> float:
     """Seconds of one forward + backward."""
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     model.zero_grad(set_to_none=True)
     _loss(model(x)).backward()
-    _sync(device)
+    sync(device)
     return time.perf_counter() - start
 
 
 def _time_inference(model: nn.Module, x, device: torch.device) -> float:
     """Seconds of one forward under ``no_grad``."""
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     with torch.no_grad():
         model(x)
-    _sync(device)
+    sync(device)
     return time.perf_counter() - start
 
 
@@ -192,10 +186,10 @@ def matmul_peak(
     b = torch.randn(size, size, device=device, dtype=dtype)
     times = []
     for r in range(reps + 2):
-        _sync(device)
+        sync(device)
         start = time.perf_counter()
         a @ b
-        _sync(device)
+        sync(device)
         if r >= 2:
             times.append(time.perf_counter() - start)
     return 2 * size**3 / statistics.median(times)

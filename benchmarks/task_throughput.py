@@ -104,7 +104,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from _machine import machine_info, machine_line
+from _machine import machine_info, machine_line, sync
 from torch import Tensor, nn
 
 from weightspace import NetworkSpec, WeightSpaceFeatures
@@ -481,12 +481,6 @@ def num_params(model: nn.Module) -> int:
 
 
 # ------------------------------------------------------------------ timing
-def _sync(device: torch.device) -> None:
-    """Wait for the device's queued work (CUDA runs asynchronously; the CPU needs nothing)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _to(batch: Batch, device: torch.device) -> Batch:
     return tuple(t.to(device) for t in batch)
 
@@ -503,14 +497,14 @@ def train_block(
     turn; returns (seconds, the last step's loss)."""
     model.train()
     loss = torch.zeros(())
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     for k in range(steps):
         optimizer.zero_grad(set_to_none=True)
         loss = case.loss(model, batches[k % len(batches)])
         loss.backward()
         optimizer.step()
-    _sync(device)
+    sync(device)
     return time.perf_counter() - start, float(loss.detach())
 
 

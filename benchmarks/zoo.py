@@ -38,7 +38,7 @@ import sys
 import time
 
 import torch
-from _machine import machine_info, machine_line
+from _machine import machine_info, machine_line, sync
 from torch import nn
 from torch.nn import functional as F
 
@@ -79,12 +79,6 @@ def loop_optimizer(net: nn.Module, hp: Hyperparameters) -> torch.optim.Optimizer
     return torch.optim.RMSprop(groups, lr=hp.learning_rate, alpha=RMSPROP_ALPHA, eps=RMSPROP_EPS)
 
 
-def _sync(device: torch.device) -> None:
-    """Wait for the device's queued work (CUDA runs asynchronously; the CPU needs nothing)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def run_batched(nets, x, y, idx, mask_generator: str = "cpu") -> float:
     """Seconds to train ``nets`` batched on ``x``'s device; masks from a generator on the CPU
     or on that device (``mask_generator``)."""
@@ -93,11 +87,11 @@ def run_batched(nets, x, y, idx, mask_generator: str = "cpu") -> float:
     where = device if mask_generator == "device" else torch.device("cpu")
     generator = torch.Generator(device=where).manual_seed(0)
     trainer = zoo_trainer(stacked, [n.hp for n in nets], generator=generator, device=device)
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     for s in range(idx.shape[1]):  # as generate_zoo does
         trainer.step(gather_batches(x, idx[:, s]), y[idx[:, s]])
-    _sync(device)
+    sync(device)
     return time.perf_counter() - start
 
 
@@ -108,7 +102,7 @@ def run_loop(nets, x, y, idx) -> float:
         module = loop_module(n.hp)
         WeightSpaceFeatures.from_tensors([t[None, None] for t in n.init]).load_into(module)
         modules.append(module.train().to(x.device))
-    _sync(x.device)
+    sync(x.device)
     start = time.perf_counter()
     for b, (n, module) in enumerate(zip(nets, modules)):
         opt = loop_optimizer(module, n.hp)
@@ -117,7 +111,7 @@ def run_loop(nets, x, y, idx) -> float:
             opt.zero_grad(set_to_none=True)
             F.cross_entropy(module(x[batch]), y[batch]).backward()
             opt.step()
-    _sync(x.device)
+    sync(x.device)
     return time.perf_counter() - start
 
 
