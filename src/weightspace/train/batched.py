@@ -69,8 +69,8 @@ STEP_GROUP = 32
 # Bound on the first layer's activations of one evaluation batch (floats): 16 MB on the CPU,
 # where batches whose tensors stay near the cache's size evaluate faster than 64 MB ones
 # (BENCHMARKS.md), and 64 MB elsewhere (fewer launches).
-_EVAL_FLOATS = {"cpu": 2**22}
-_EVAL_FLOATS_DEFAULT = 2**24
+_EVAL_FLOATS_CPU = 2**22
+_EVAL_FLOATS = 2**24
 
 
 # ----------------------------------------------------------------- utilities
@@ -620,7 +620,7 @@ class BatchedTrainer:
         stride = self.stride if isinstance(self.stride, int) else max(self.stride)
         spatial = math.prod(-(-s // stride) for s in x.shape[2:])  # first conv's output size
         per_image = self.batch_size * self.spec.widths[1] * max(spatial, 1)
-        bound = _EVAL_FLOATS.get(x.device.type, _EVAL_FLOATS_DEFAULT)
+        bound = _EVAL_FLOATS_CPU if x.device.type == "cpu" else _EVAL_FLOATS
         step = max(1, bound // per_image)
         losses, correct = [], []
         for start in range(0, N, step):
