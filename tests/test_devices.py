@@ -191,7 +191,7 @@ def test_samplers_draw_on_the_cpu_and_land_on_the_device(device: torch.device) -
 
 
 def test_dropout_bytes_are_the_cpu_generators_on_every_device(device: torch.device) -> None:
-    n = 8 * batched._SPLIT_WORDS + 5  # large enough for the split two-generator draw
+    n = 2**19 + 5  # a first layer's worth of bytes, and not a whole number of 64-bit words
     out = batched._random_bytes(n, device, torch.Generator().manual_seed(4))
     ref = batched._random_bytes(n, torch.device("cpu"), torch.Generator().manual_seed(4))
     assert on(device, out) and out.shape == (n,)

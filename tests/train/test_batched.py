@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import multiprocessing
-import os
 import subprocess
 import sys
 
@@ -172,24 +170,36 @@ def test_gradcheck_dropout_training(act: str) -> None:
     assert torch.autograd.gradcheck(fn, (x, *tensors))
 
 
-def test_random_bytes_split_is_deterministic_and_uniform(monkeypatch) -> None:
-    monkeypatch.setattr(_bt, "_SPLIT_WORDS", 16)  # split even small draws
+def test_random_bytes_are_deterministic_and_uniform() -> None:
     cpu = torch.device("cpu")
-    a = _bt._random_bytes(80_003, cpu, torch.Generator().manual_seed(5))
+    g = torch.Generator().manual_seed(5)
+    a = _bt._random_bytes(80_003, cpu, g)
+    after = _bt._random_bytes(80_003, cpu, g)  # the generator's stream moved on
     b = _bt._random_bytes(80_003, cpu, torch.Generator().manual_seed(5))
     c = _bt._random_bytes(80_003, cpu, torch.Generator().manual_seed(6))
     assert a.dtype == torch.uint8 and a.shape == (80_003,)
-    assert torch.equal(a, b) and not torch.equal(a, c)
-    half = 80_008 // 2  # the two halves come from different streams
-    assert not torch.equal(a[:half], a[half : 2 * half])
+    assert torch.equal(a, b) and not torch.equal(a, c) and not torch.equal(a, after)
     counts = torch.bincount(a.long(), minlength=256).double()
     expected = a.numel() / 256
     chi2 = ((counts - expected) ** 2 / expected).sum().item()
     assert chi2 < 400  # 255 degrees of freedom: mean 255, sd 22.6
+    # Neighbouring bytes are independent: the 65 536 pairs of (even, odd) bytes are uniform.
+    pairs = a[:80_000:2].long() * 256 + a[1:80_000:2].long()
+    counts = torch.bincount(pairs, minlength=2**16).double()
+    expected = pairs.numel() / 2**16
+    chi2 = ((counts - expected) ** 2 / expected).sum().item()
+    assert abs(chi2 - (2**16 - 1)) < 6 * (2 * (2**16 - 1)) ** 0.5
 
 
-def test_dropout_rate_holds_on_split_draws(monkeypatch) -> None:
-    monkeypatch.setattr(_bt, "_SPLIT_WORDS", 16)
+def test_random_bytes_follow_the_global_generator() -> None:
+    cpu = torch.device("cpu")
+    torch.manual_seed(11)
+    a = _bt._random_bytes(1000, cpu, None)
+    torch.manual_seed(11)
+    assert torch.equal(_bt._random_bytes(1000, cpu, None), a)
+
+
+def test_dropout_rate_holds_on_large_draws() -> None:
     features = WeightSpaceFeatures(
         [torch.ones(2, 1, 4000, 1), torch.ones(2, 1, 1, 4000)],
         [torch.zeros(2, 1, 4000), torch.zeros(2, 1, 1)],
@@ -197,23 +207,6 @@ def test_dropout_rate_holds_on_split_draws(monkeypatch) -> None:
     out = dropout_forward(features, torch.ones(2, 50, 1), "identity", torch.tensor([0.2, 0.6]))
     for b in range(2):
         assert abs(out[b].mean().item() / 4000 - 1) < 0.02
-
-
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_random_bytes_after_fork(monkeypatch) -> None:
-    """A child forked after a split draw gets its own worker instead of waiting forever."""
-    monkeypatch.setattr(_bt, "_SPLIT_WORDS", 16)
-    cpu = torch.device("cpu")
-    parent = _bt._random_bytes(4096, cpu, torch.Generator().manual_seed(7))
-    ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(1) as pool:
-        child = pool.apply_async(_draw_in_child, (4096, 7)).get(timeout=60)
-    assert torch.equal(torch.tensor(child, dtype=torch.uint8), parent)
-
-
-def _draw_in_child(n: int, seed: int) -> list[int]:
-    _bt._SPLIT_WORDS = 16
-    return _bt._random_bytes(n, torch.device("cpu"), torch.Generator().manual_seed(seed)).tolist()
 
 
 # ------------------------------------------------------------------- memory

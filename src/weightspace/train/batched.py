@@ -30,10 +30,10 @@ import math
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
@@ -201,8 +201,8 @@ class _Dropout:
     The hidden hook of :func:`weightspace.functional.forward._forward`. An entry is kept when a
     uniform byte ``v`` in [0, 256) satisfies ``v <= K - 1``, which has probability exactly
     ``K / 256``. A network with p = 0 has ``K = 256``: every entry is kept and scaled by exactly
-    1. Eight bytes come from each 64-bit word of the generator, and the comparison runs on bytes
-    laid out like the activations.
+    1. The bytes come from :func:`_random_bytes`, and the comparison runs on bytes laid out like
+    the activations.
     """
 
     def __init__(
@@ -312,23 +312,18 @@ def _per_network(values: Tensor, t: Tensor, axis: int) -> Tensor:
     return values.repeat_interleave(t.shape[axis] // B).reshape(shape)
 
 
-#: CPU random words drawn in two halves at once above this many (see :func:`_random_bytes`).
-_SPLIT_WORDS = 2**16
-_rng_worker: tuple[int, ThreadPoolExecutor] | None = None  # (owning pid, worker)
-
-
 def _random_bytes(n: int, device: torch.device, generator: torch.Generator | None) -> Tensor:
-    """``n`` uniform random bytes on ``device``: eight per 64-bit word of ``random_`` over the
-    full range, drawn on ``generator``'s device (the CPU's global generator when ``None``) and
-    copied to ``device``.
+    """``n`` uniform random bytes on ``device``, drawn on ``generator``'s device (the CPU's
+    global generator when ``None``) and copied to ``device``.
 
     Drawing where the generator lives keeps the bytes those of the generator's stream whatever
     ``device`` is: a CPU generator gives the same masks on the CPU and on a GPU.
 
-    On the CPU ``random_`` runs on one core. Large draws are split in two halves, filled at
-    once from two generators (a worker thread takes the second; torch releases the GIL) whose
-    seeds come from ``generator``: still one deterministic stream per ``generator`` state,
-    whatever the number of cores, and faster on two cores or more.
+    - On a GPU the bytes are 8 per 64-bit word of ``random_`` over the full range.
+    - On the CPU, ``generator`` gives one seed per draw, and NumPy's SFC64 fills the words from
+      it. torch's CPU ``random_`` (a Mersenne Twister on one core) cost twice as much per word
+      alone. Inside a training step it cost three times as much, even split over a worker thread:
+      the worker shared the second core with a busy-waiting OpenMP thread (BENCHMARKS.md).
     """
     return _draw_bytes(n, generator_device(generator), generator).to(device)
 
@@ -336,22 +331,12 @@ def _random_bytes(n: int, device: torch.device, generator: torch.Generator | Non
 def _draw_bytes(n: int, device: torch.device, generator: torch.Generator | None) -> Tensor:
     """:func:`_random_bytes` on the generator's own ``device``."""
     words = -(-n // 8)
-    raw = torch.empty(words, dtype=torch.int64, device=device)
-    if device.type != "cpu" or words < _SPLIT_WORDS:
+    if device.type != "cpu":
+        raw = torch.empty(words, dtype=torch.int64, device=device)
         raw.random_(-(2**63), None, generator=generator)
         return raw.view(torch.uint8)[:n]
-    global _rng_worker
-    if _rng_worker is None or _rng_worker[0] != os.getpid():
-        # A forked child inherits the executor but not its thread: it needs its own.
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="weightspace-rng")
-        _rng_worker = (os.getpid(), pool)
-    seeds = torch.empty(2, dtype=torch.int64).random_(2**62, generator=generator).tolist()
-    first, second = (torch.Generator().manual_seed(s) for s in seeds)
-    half = words // 2
-    job = _rng_worker[1].submit(raw[half:].random_, -(2**63), None, generator=second)
-    raw[:half].random_(-(2**63), None, generator=first)
-    job.result()
-    return raw.view(torch.uint8)[:n]
+    seed = int(torch.empty((), dtype=torch.int64).random_(2**62, generator=generator))
+    return torch.from_numpy(np.random.SFC64(seed).random_raw(words).view(np.uint8)[:n])
 
 
 # ------------------------------------------------------------------ the trainer
