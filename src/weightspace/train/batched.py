@@ -322,7 +322,7 @@ def _random_bytes(n: int, device: torch.device, generator: torch.Generator | Non
     - On a GPU the bytes are 8 per 64-bit word of ``random_`` over the full range.
     - On the CPU, ``generator`` gives one seed per draw, and NumPy's SFC64 fills the words from
       it. torch's CPU ``random_`` (a Mersenne Twister on one core) cost twice as much per word
-      alone. Inside a training step it cost three times as much, even split over a worker thread:
+      alone. Inside a training step it still took twice as long when split over a worker thread:
       the worker shared the second core with a busy-waiting OpenMP thread (BENCHMARKS.md).
     """
     return _draw_bytes(n, generator_device(generator), generator).to(device)
