@@ -47,6 +47,7 @@ of handing them back; process-wide, so both sides get it), as ``weightspace trai
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import shlex
 import statistics
@@ -94,8 +95,7 @@ def task_defaults(channels: int | None = None) -> InrClassifyConfig:
     config = InrClassifyConfig(inrs="-", model="np", out="-")
     if channels is None:
         return config
-    width = (channels,) * len(config.hidden_channels)
-    return InrClassifyConfig(inrs="-", model="np", out="-", hidden_channels=width)
+    return dataclasses.replace(config, hidden_channels=(channels,) * len(config.hidden_channels))
 
 
 #: Our default width: the NF-Layer channels of the task's default classifier.

@@ -325,18 +325,15 @@ def _random_bytes(n: int, device: torch.device, generator: torch.Generator | Non
       alone. Inside a training step it still took twice as long when split over a worker thread:
       the worker shared the second core with a busy-waiting OpenMP thread (BENCHMARKS.md).
     """
-    return _draw_bytes(n, generator_device(generator), generator).to(device)
-
-
-def _draw_bytes(n: int, device: torch.device, generator: torch.Generator | None) -> Tensor:
-    """:func:`_random_bytes` on the generator's own ``device``."""
+    where = generator_device(generator)
     words = -(-n // 8)
-    if device.type != "cpu":
-        raw = torch.empty(words, dtype=torch.int64, device=device)
+    if where.type != "cpu":
+        raw = torch.empty(words, dtype=torch.int64, device=where)
         raw.random_(-(2**63), None, generator=generator)
-        return raw.view(torch.uint8)[:n]
+        return raw.view(torch.uint8)[:n].to(device)
     seed = int(torch.empty((), dtype=torch.int64).random_(2**62, generator=generator))
-    return torch.from_numpy(np.random.SFC64(seed).random_raw(words).view(np.uint8)[:n])
+    bytes_ = np.random.SFC64(seed).random_raw(words).view(np.uint8)[:n]
+    return torch.from_numpy(bytes_).to(device)
 
 
 # ------------------------------------------------------------------ the trainer
