@@ -8,6 +8,7 @@ import torch
 from weightspace import NetworkSpec, WeightSpaceFeatures
 from weightspace.data.images import load_images
 from weightspace.data.inr import SIREN_SPEC, init_sirens, pixel_grid, psnr, render, siren_module
+from weightspace.train.fused import COMPILE_ENV
 from weightspace.train.siren import _BatchedSiren, fit_sirens
 
 
@@ -66,8 +67,12 @@ def _loop_fit(images: torch.Tensor, seeds: list[int], steps: int, lr: float):
     return WeightSpaceFeatures.from_modules(modules)
 
 
+@pytest.mark.parametrize("compiled", ["1", "0"], ids=["compiled", "eager"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_batched_fit_equals_a_per_siren_loop(digits, dtype: torch.dtype) -> None:
+def test_batched_fit_equals_a_per_siren_loop(
+    digits, dtype: torch.dtype, compiled: str, monkeypatch
+) -> None:
+    monkeypatch.setenv(COMPILE_ENV, compiled)  # the fused kernels, compiled or eager
     images = digits.train_x[:5].to(dtype)
     seeds = [11, 12, 13, 14, 15]
     features, scores = fit_sirens(images, seeds, steps=12, lr=1e-3, batch_networks=3)

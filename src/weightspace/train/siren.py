@@ -30,6 +30,7 @@ from weightspace.data.inr import (
 from weightspace.space.features import WeightSpaceFeatures
 from weightspace.space.spec import NetworkSpec
 from weightspace.train.batched import progress_bar
+from weightspace.train.fused import FusedKernel
 
 __all__ = ["ADAM_BETAS", "ADAM_EPS", "fit_sirens"]
 
@@ -97,8 +98,7 @@ class _BatchedSiren:
                 alpha=OMEGA_0,
                 out=self.u[i],
             )
-            torch.sin(u, out=self.h[i])
-            u.cos_()
+            _SIN_COS(u, self.h[i])
             h_prev = self.h[i]
         w, b = self.weights[-1], self.biases[-1]
         delta = torch.baddbmm(b.unsqueeze(1), h_prev, w.transpose(1, 2).contiguous(), out=self.out)
@@ -126,13 +126,61 @@ class _BatchedSiren:
         rows, cols = self.axes
         B, n = b.shape
         H, W = rows.shape[0], cols.shape[0]
-        a = torch.addcmul(b[:, None, :], rows[None, :, None], w[:, None, :, 0]).mul_(OMEGA_0)
-        c = torch.mul(cols[None, :, None], w[:, None, :, 1]).mul_(OMEGA_0)  # (B, W, n)
-        sin_a, cos_a = a.sin()[:, :, None], a.cos()[:, :, None]  # (B, H, 1, n)
-        sin_c, cos_c = c.sin()[:, None], c.cos()[:, None]  # (B, 1, W, n)
+        sin_a, cos_a, sin_c, cos_c = _AXES_SIN_COS(b, rows, w[:, :, 0], cols, w[:, :, 1])
         h, u = self.h[0].view(B, H, W, n), self.u[0].view(B, H, W, n)
-        torch.mul(sin_a, cos_c, out=h).addcmul_(cos_a, sin_c)
-        torch.mul(cos_a, cos_c, out=u).addcmul_(sin_a, sin_c, value=-1)
+        _ANGLE_SUM(sin_a[:, :, None], cos_a[:, :, None], sin_c[:, None], cos_c[:, None], h, u)
+
+
+def _sin_cos(u: Tensor, h: Tensor) -> None:
+    """``h ← sin u`` and ``u ← cos u`` in one pass (the fused kernel)."""
+    h.copy_(torch.sin(u))
+    u.copy_(torch.cos(u))
+
+
+def _sin_cos_eager(u: Tensor, h: Tensor) -> None:
+    torch.sin(u, out=h)
+    u.cos_()
+
+
+def _axes_sin_cos(
+    b: Tensor, rows: Tensor, w_row: Tensor, cols: Tensor, w_col: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Sines and cosines of ``A = ω0 (r w_row + b)`` ``(B, H, n)`` and ``C = ω0 c w_col``
+    ``(B, W, n)``, the first layer's pre-activations along the grid's two axes."""
+    a = (b[:, None, :] + rows[None, :, None] * w_row[:, None, :]) * OMEGA_0
+    c = (cols[None, :, None] * w_col[:, None, :]) * OMEGA_0
+    return a.sin(), a.cos(), c.sin(), c.cos()
+
+
+def _axes_sin_cos_eager(
+    b: Tensor, rows: Tensor, w_row: Tensor, cols: Tensor, w_col: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    a = torch.addcmul(b[:, None, :], rows[None, :, None], w_row[:, None, :]).mul_(OMEGA_0)
+    c = torch.mul(cols[None, :, None], w_col[:, None, :]).mul_(OMEGA_0)
+    return a.sin(), a.cos(), c.sin(), c.cos()
+
+
+def _angle_sum(
+    sin_a: Tensor, cos_a: Tensor, sin_c: Tensor, cos_c: Tensor, h: Tensor, u: Tensor
+) -> None:
+    """``h ← sin(A + C)`` and ``u ← cos(A + C)`` from the broadcast sines and cosines of A and C,
+    in one pass (the fused kernel)."""
+    h.copy_(sin_a * cos_c + cos_a * sin_c)
+    u.copy_(cos_a * cos_c - sin_a * sin_c)
+
+
+def _angle_sum_eager(
+    sin_a: Tensor, cos_a: Tensor, sin_c: Tensor, cos_c: Tensor, h: Tensor, u: Tensor
+) -> None:
+    torch.mul(sin_a, cos_c, out=h).addcmul_(cos_a, sin_c)
+    torch.mul(cos_a, cos_c, out=u).addcmul_(sin_a, sin_c, value=-1)
+
+
+# Compiled, inductor's vectorised sin and cos run about 3x faster than eager's on this
+# fitter's pre-activations, and each kernel writes its two outputs in one pass (BENCHMARKS.md).
+_SIN_COS = FusedKernel(_sin_cos, "siren sin/cos", eager=_sin_cos_eager)
+_AXES_SIN_COS = FusedKernel(_axes_sin_cos, "siren first-layer axes", eager=_axes_sin_cos_eager)
+_ANGLE_SUM = FusedKernel(_angle_sum, "siren first layer", eager=_angle_sum_eager)
 
 
 def _grid_axes(coords: Tensor, grid: tuple[int, int]) -> tuple[Tensor, Tensor]:
