@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> dict:
     # call in a process (weightspace.train.fused; reported, not hidden), and both sides' first
     # calls set up threads and allocator.
     start = time.perf_counter()
-    fit_sirens(images[:2], seeds[:2], steps=2, lr=args.lr)
+    warm = min(args.batch, args.images)  # the rounds' shapes: nothing compiles again in them
+    fit_sirens(images[:warm], seeds[:warm], steps=2, lr=args.lr, batch_networks=args.batch)
     warmup_batched = time.perf_counter() - start
     fit_loop(images[:1], seeds[:1], 2, args.lr)
     print(f"  warm-up of the batched side (compiling its kernels): {warmup_batched:.1f} s")

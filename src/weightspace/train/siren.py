@@ -126,7 +126,7 @@ class _BatchedSiren:
         rows, cols = self.axes
         B, n = b.shape
         H, W = rows.shape[0], cols.shape[0]
-        sin_a, cos_a, sin_c, cos_c = _AXES_SIN_COS(b, rows, w[:, :, 0], cols, w[:, :, 1])
+        sin_a, cos_a, sin_c, cos_c = _AXES_SIN_COS(b, rows, cols, w)
         h, u = self.h[0].view(B, H, W, n), self.u[0].view(B, H, W, n)
         _ANGLE_SUM(sin_a[:, :, None], cos_a[:, :, None], sin_c[:, None], cos_c[:, None], h, u)
 
@@ -143,20 +143,23 @@ def _sin_cos_eager(u: Tensor, h: Tensor) -> None:
 
 
 def _axes_sin_cos(
-    b: Tensor, rows: Tensor, w_row: Tensor, cols: Tensor, w_col: Tensor
+    b: Tensor, rows: Tensor, cols: Tensor, w: Tensor
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Sines and cosines of ``A = ω0 (r w_row + b)`` ``(B, H, n)`` and ``C = ω0 c w_col``
-    ``(B, W, n)``, the first layer's pre-activations along the grid's two axes."""
-    a = (b[:, None, :] + rows[None, :, None] * w_row[:, None, :]) * OMEGA_0
-    c = (cols[None, :, None] * w_col[:, None, :]) * OMEGA_0
+    """Sines and cosines of ``A = ω0 (r w[..., 0] + b)`` ``(B, H, n)`` and ``C = ω0 c w[..., 1]``
+    ``(B, W, n)``, the first layer's pre-activations along the grid's two axes.
+
+    ``w`` is passed whole (``(B, n, 2)``): its columns as arguments would be strided views, and
+    compiling would guard on their strides."""
+    a = (b[:, None, :] + rows[None, :, None] * w[:, None, :, 0]) * OMEGA_0
+    c = (cols[None, :, None] * w[:, None, :, 1]) * OMEGA_0
     return a.sin(), a.cos(), c.sin(), c.cos()
 
 
 def _axes_sin_cos_eager(
-    b: Tensor, rows: Tensor, w_row: Tensor, cols: Tensor, w_col: Tensor
+    b: Tensor, rows: Tensor, cols: Tensor, w: Tensor
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    a = torch.addcmul(b[:, None, :], rows[None, :, None], w_row[:, None, :]).mul_(OMEGA_0)
-    c = torch.mul(cols[None, :, None], w_col[:, None, :]).mul_(OMEGA_0)
+    a = torch.addcmul(b[:, None, :], rows[None, :, None], w[:, None, :, 0]).mul_(OMEGA_0)
+    c = torch.mul(cols[None, :, None], w[:, None, :, 1]).mul_(OMEGA_0)
     return a.sin(), a.cos(), c.sin(), c.cos()
 
 
