@@ -49,7 +49,7 @@ from weightspace.data.inr import (
     siren_module,
 )
 from weightspace.space.features import WeightSpaceFeatures
-from weightspace.train.fused import compile_enabled
+from weightspace.train.fused import COMPILE_ENV, compile_enabled
 from weightspace.train.siren import fit_sirens
 
 
@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> dict:
     fit_sirens(images[:warm], seeds[:warm], steps=2, lr=args.lr, batch_networks=args.batch)
     warmup_batched = time.perf_counter() - start
     fit_loop(images[:1], seeds[:1], 2, args.lr)
-    print(f"  warm-up of the batched side (compiling its kernels): {warmup_batched:.1f} s")
+    what = "compiling its kernels" if compile_enabled() else f"{COMPILE_ENV}=0: nothing compiled"
+    print(f"  warm-up of the batched side ({what}): {warmup_batched:.1f} s")
     rates: dict[str, list[float]] = {"batched": [], "loop": []}
     batched = loop = None
     for r in range(args.rounds):
