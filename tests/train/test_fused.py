@@ -114,3 +114,18 @@ def test_inside_an_outer_compile_the_eager_function_runs(monkeypatch) -> None:
     kernel = FusedKernel(lambda t: t, "identity", eager=lambda t: seen.append("eager") or t)
     kernel(torch.zeros(1))
     assert seen == ["eager"] and kernel._compiled is None
+
+
+def test_torch_compile_itself_raising_falls_back(monkeypatch) -> None:
+    """Where torch.compile is unsupported it raises when called, before any kernel exists."""
+    monkeypatch.delenv(COMPILE_ENV, raising=False)
+
+    def unsupported(fn, **kwargs):
+        raise RuntimeError("torch.compile is not supported on this Python")
+
+    monkeypatch.setattr(fused.torch, "compile", unsupported)
+    kernel = FusedKernel(lambda t: t * 3, "tripling")
+    with pytest.warns(RuntimeWarning, match=r"'tripling' for cpu failed \(RuntimeError: torch"):
+        out = kernel(torch.ones(2))
+    torch.testing.assert_close(out, torch.full((2,), 3.0))
+    assert kernel._compiled is None and kernel._failed == {"cpu"}

@@ -13,9 +13,10 @@ reference: it is what runs
 Compiled and eager results agree to a few units in the last place (inductor's vectorised
 ``sin`` and ``cos`` are not bit-identical to eager's); tests compare the two.
 
-Compiling costs a few seconds on the first call in a process (inductor caches its kernels on
-disk, so a later process pays less); shapes are dynamic, so other batch sizes do not compile
-again. BENCHMARKS.md has the figures.
+Compiling takes time on the first call in a process (inductor caches its kernels on disk, so a
+later process pays less). Shapes are dynamic, but dynamo guards on sizes that happened to be
+equal on the first call ("duck sizing"), so a later call where they differ compiles once more.
+BENCHMARKS.md has the figures.
 """
 
 from __future__ import annotations
@@ -50,9 +51,9 @@ class FusedKernel:
     name:
         What warnings call it.
     eager:
-        What runs uncompiled (default ``fn``): the same results written with eager operators
-        that avoid temporaries (``out=``, in-place methods), which ``torch.compile`` handles
-        less well than ``copy_``.
+        What runs uncompiled (default ``fn``): the same computation written for eager operators
+        (``out=`` and in-place methods), without the temporaries that ``fn``'s
+        ``out.copy_(expression)`` style allocates when it runs eagerly.
     """
 
     def __init__(
@@ -66,11 +67,12 @@ class FusedKernel:
 
     def __call__(self, *args: Tensor) -> Any:
         device = args[0].device.type
-        if device in self._failed or not compile_enabled() or torch.compiler.is_compiling():
+        if device in self._failed or not compile_enabled() or _is_compiling():
             return self.eager(*args)
-        if self._compiled is None:
-            self._compiled = torch.compile(self.fn, dynamic=True)
         try:
+            if self._compiled is None:
+                # Raises where torch.compile is unsupported (some Python and torch versions).
+                self._compiled = torch.compile(self.fn, dynamic=True)
             return self._compiled(*args)
         except Exception as error:
             # Failures happen while compiling, before the kernel writes anything, so running
@@ -84,3 +86,12 @@ class FusedKernel:
                 stacklevel=2,
             )
             return self.eager(*args)
+
+
+def _is_compiling() -> bool:
+    """Whether a caller's ``torch.compile`` is tracing (``torch.compiler.is_compiling`` is
+    torch >= 2.3; older versions have it under ``torch._dynamo``)."""
+    check = getattr(torch.compiler, "is_compiling", None)
+    if check is None:
+        check = getattr(torch._dynamo, "is_compiling", lambda: False)
+    return bool(check())

@@ -179,8 +179,8 @@ def _angle_sum_eager(
     torch.mul(cos_a, cos_c, out=u).addcmul_(sin_a, sin_c, value=-1)
 
 
-# Compiled, inductor's vectorised sin and cos run about 3x faster than eager's on this
-# fitter's pre-activations, and each kernel writes its two outputs in one pass (BENCHMARKS.md).
+# Compiled, inductor's vectorised sin and cos run faster than eager's on this fitter's
+# pre-activations, and each kernel writes its two outputs in one pass (BENCHMARKS.md).
 _SIN_COS = FusedKernel(_sin_cos, "siren sin/cos", eager=_sin_cos_eager)
 _AXES_SIN_COS = FusedKernel(_axes_sin_cos, "siren first-layer axes", eager=_axes_sin_cos_eager)
 _ANGLE_SUM = FusedKernel(_angle_sum, "siren first layer", eager=_angle_sum_eager)
