@@ -318,7 +318,9 @@ class InrConfig:
     batch_networks:
         SIRENs fitted at once (speed and memory). Results agree across values to float32
         rounding (~1e-7), but are bit-identical only for the same value, so a resumed run must
-        keep it.
+        keep it. The same holds for the fitter's compiled and eager kernels
+        (:mod:`weightspace.train.fused`, ``WEIGHTSPACE_COMPILE``): a run resumed with the other
+        setting gives chunks that differ from a one-go run by rounding only.
     chunk_size:
         INRs per chunk file; chunk k holds INRs ``[k * chunk_size, (k + 1) * chunk_size)``.
     val_fraction:
